@@ -1,0 +1,3 @@
+from lameduck.cli.main import entrypoint
+
+entrypoint()

@@ -1,0 +1,100 @@
+"""``lameduck serve`` and ``lameduck budget``: parse, validate, run, exit with the outcome's code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from lameduck._version import __version__
+from lameduck.config import SETTINGS, Setting, Settings
+from lameduck.core.outcome import ExitCode
+from lameduck.errors import AppLoadError, ConfigError, StartupError
+
+_EPILOG = """exit codes: 0 clean; 1 accepted work was aborted or a cleanup hook failed; 2 invalid usage or settings
+(nothing was bound); 3 the app failed to start. Every flag also reads LAMEDUCK_<NAME>; the flag wins."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line and exits 2 (its own convention, and ours)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(message)
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"lameduck: error: {message}\n")
+    sys.exit(ExitCode.USAGE)
+
+
+def _add(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    env_help = f"{setting.help} [env {setting.env}; default {setting.shown_default}; {setting.allowed}]"
+    if setting.positional:
+        parser.add_argument(setting.name, nargs="?", default=None, metavar=setting.flag, help=env_help)
+    elif setting.boolean:
+        parser.add_argument(
+            setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None, help=env_help
+        )
+    else:
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar="VALUE", help=env_help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lameduck", description="Graceful, bounded shutdown for Python ASGI services.", epilog=_EPILOG
+    )
+    parser.add_argument("--version", action="version", version=f"lameduck {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    serve = sub.add_parser(
+        "serve",
+        help="serve an ASGI app with the full shutdown contract",
+        description="Serve MODULE:ATTR on uvicorn; SIGTERM/SIGINT start a bounded drain.",
+        epilog=_EPILOG,
+    )
+    for setting in SETTINGS:
+        _add(serve, setting)
+    budget = sub.add_parser(
+        "budget",
+        help="print the shutdown timeline for the given settings",
+        description="Print how the grace period is split; exit 2 if it cannot fit.",
+    )
+    for setting in SETTINGS:
+        if setting.name in ("grace", "lame_duck", "drain_timeout", "cleanup_timeout"):
+            _add(budget, setting)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``entrypoint`` passes it to ``sys.exit``)."""
+    args = build_parser().parse_args(argv)
+    environ = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if args.command is None:
+        build_parser().print_help()
+        return int(ExitCode.USAGE)
+    try:
+        if args.command == "budget":
+            settings = Settings.load(values, environ)
+            sys.stdout.write(f"lame-duck: {settings.lame_duck_reason()}\n{settings.budget().explain()}\n")
+            return 0
+        from lameduck.serve import run
+
+        # Like uvicorn's default --app-dir ".": MODULE is looked up from the working directory first.
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return run(env=environ, **values)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except AppLoadError as exc:
+        _fail(f"APP: {exc}")
+    except StartupError as exc:
+        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
+        sys.stderr.write(f"lameduck: error: {exc}\n")
+        return int(ExitCode.STARTUP_FAILED)
+
+
+def entrypoint() -> NoReturn:
+    sys.exit(main())

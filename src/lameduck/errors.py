@@ -1,0 +1,59 @@
+"""Every exception lameduck raises, in one tree.
+
+::
+
+    LameduckError
+    ├── ConfigError           a setting is invalid; message names the setting and the allowed range
+    │   └── BudgetError       the parts of the shutdown do not fit in the grace period; message shows the sum
+    ├── AppLoadError          MODULE:ATTR could not be imported or is not an ASGI app (local blame: fix the path)
+    ├── StartupError          the app's lifespan startup failed or a startup check never passed
+    ├── LifecycleError        an illegal transition of the lifecycle core (a bug in lameduck, not in the app)
+    ├── NotRunningError       a runtime API (spawn, time_left, ...) was used outside a running lameduck service
+    └── ShuttingDownError     new work was submitted after the drain deadline passed; it would only be cancelled
+
+The library raises these; only the CLI turns them into exit codes (see ``lameduck.core.outcome``).
+"""
+
+from __future__ import annotations
+
+
+class LameduckError(Exception):
+    """Base class of every error raised by lameduck."""
+
+
+class ConfigError(LameduckError):
+    """A setting is out of range or malformed.
+
+    ``setting`` is the user-facing name (``--drain-timeout``) so the CLI can print a one-line message.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class BudgetError(ConfigError):
+    """The shutdown phases add up to more than the grace period the platform gives."""
+
+
+class AppLoadError(LameduckError):
+    """The application could not be imported; the message says which part of MODULE:ATTR is wrong."""
+
+
+class StartupError(LameduckError):
+    """The application failed to start (lifespan startup failed, or startup timed out)."""
+
+
+class LifecycleError(LameduckError):
+    """An event arrived in a phase where it is not allowed. Always a lameduck bug: please report it."""
+
+
+class NotRunningError(LameduckError):
+    """A runtime API was called while no lameduck service is running in this process.
+
+    Consider checking ``lameduck.is_running()`` first, or call it from code that runs under ``lameduck serve``.
+    """
+
+
+class ShuttingDownError(LameduckError):
+    """Work was submitted after the drain deadline; starting it now would only mean cancelling it."""

@@ -1,0 +1,1 @@
+"""The asyncio driver: the only place where the core's actions become effects."""

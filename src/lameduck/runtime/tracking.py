@@ -1,0 +1,111 @@
+"""Every task has an owner: the only module that creates tasks.
+
+Three kinds of task live here:
+- *work*: accepted requests and WebSockets (registered by the ASGI middleware while they run) and tracked
+  background tasks started with ``spawn``. The drain waits for all of it; the deadline cancels what is left.
+- *service* tasks: lameduck's own (drain watcher, watchdog, date ticker). Cancelled when the service stops.
+- WebSocket closers: how to send close 1001 to each open WebSocket at the end of the lame-duck window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from lameduck.core.ledger import Kind, Ledger, Result
+from lameduck.errors import ShuttingDownError
+from lameduck.runtime.events import emit
+
+T = TypeVar("T")
+
+
+class Tracker:
+    """Owns the tasks of one running service."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        #: Tasks running app code for one request or WebSocket; the middleware adds and discards them.
+        self.requests: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._service: set[asyncio.Task[Any]] = set()
+        self._closers: dict[asyncio.Task[Any], Callable[[], Coroutine[Any, Any, None]]] = {}
+        #: Set at the drain deadline: cancellations from now on are lameduck's, and count as aborted.
+        self.aborting = False
+        #: Set when spawning would be pointless (past the deadline).
+        self.closed = False
+
+    # -- tracked background work (public through lameduck.spawn) -------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+        """Run ``coro`` as background work the drain waits for and the deadline cancels."""
+        if self.closed:
+            coro.close()
+            raise ShuttingDownError("the drain deadline has passed; background work started now would be cancelled")
+        self.ledger.begin(Kind.TASK)
+        task = asyncio.get_running_loop().create_task(self._run_tracked(coro), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _run_tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        result = Result.COMPLETED
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            result = Result.ABORTED if self.aborting else Result.FAILED
+            raise
+        except Exception:
+            result = Result.FAILED
+            emit("task.failed", "tracked background task raised", level=logging.ERROR, exc_info=True)
+            raise
+        finally:
+            self.ledger.end(Kind.TASK, result)
+
+    # -- lameduck's own tasks -------------------------------------------------------------------------------
+
+    def service(self, coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"lameduck:{name}")
+        self._service.add(task)
+        task.add_done_callback(self._service_done)
+        return task
+
+    def _service_done(self, task: asyncio.Task[Any]) -> None:
+        self._service.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            emit("service.failed", f"{task.get_name()} died", level=logging.ERROR, exc_info=exc)
+
+    async def stop_services(self) -> None:
+        for task in list(self._service):
+            task.cancel()
+        if self._service:
+            await asyncio.wait(list(self._service), timeout=1.0)
+
+    # -- WebSockets -----------------------------------------------------------------------------------------
+
+    def add_closer(self, task: asyncio.Task[Any], closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._closers[task] = closer
+
+    def remove_closer(self, task: asyncio.Task[Any]) -> None:
+        self._closers.pop(task, None)
+
+    def close_websockets(self) -> int:
+        """Ask every open WebSocket to close with 1001 (going away); returns how many were asked."""
+        closers = list(self._closers.values())
+        for closer in closers:
+            self.service(closer(), name="websocket-close")
+        return len(closers)
+
+    # -- the drain ------------------------------------------------------------------------------------------
+
+    def work(self) -> set[asyncio.Task[Any]]:
+        """Accepted work still running: requests, WebSockets and background tasks."""
+        return self.requests | self._background
+
+    def cancel(self, tasks: set[asyncio.Task[Any]]) -> None:
+        """Cancel ``tasks`` as lameduck's deadline: the middleware and ``spawn`` count them as aborted."""
+        self.aborting = True
+        self.closed = True
+        for task in tasks:
+            task.cancel("lameduck: drain deadline")

@@ -1,0 +1,134 @@
+"""uvicorn as lameduck's embedded engine: its HTTP/WebSocket protocols, lameduck's shutdown.
+
+uvicorn's own shutdown closes the listener and idle connections in one step the instant the signal arrives, and
+re-raises the signal after ``serve()`` (SHUTDOWN.md §2, §5). So lameduck does not call ``serve()``: it uses
+``Server.startup(sockets=...)`` to create the asyncio servers on sockets lameduck bound, and carries out each
+shutdown step itself. The uvicorn internals touched here, each pinned by tests/integration/test_uvicorn_pins.py:
+
+- ``Server.startup(sockets)`` and ``Server.servers`` (the asyncio servers),
+- ``Server.server_state.connections`` (protocol instances) and their ``shutdown()`` method, which closes an
+  idle connection and marks a busy one ``keep_alive = False`` so it closes after its response,
+- ``Server.server_state.tasks`` (one task per request being served),
+- ``Server.on_tick(0)``, which refreshes the cached ``Date`` header (uvicorn's main loop, which we do not run,
+  calls it every second),
+- ``Server.lifespan`` (set to ``LifespanOff``; lameduck runs the lifespan itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+from uvicorn.lifespan.off import LifespanOff
+
+from lameduck.asgi.types import ASGIApp
+from lameduck.config import Settings
+from lameduck.runtime.events import emit
+from lameduck.runtime.tracking import Tracker
+from lameduck.servers import listener
+
+#: uvicorn refreshes its Date header once a second.
+_DATE_TICK = 1.0
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, *, access_log: bool) -> uvicorn.Config:
+    """A uvicorn ``Config`` for ``app``: lifespan off (lameduck runs it), logging left to lameduck."""
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        interface="asgi3",
+        http=settings.http,
+        loop=settings.loop,
+        log_config=None,
+        access_log=access_log,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        backlog=settings.backlog,
+    )
+
+
+class UvicornFrontend:
+    """One listening socket served by uvicorn's protocols."""
+
+    def __init__(
+        self,
+        name: str,
+        app: ASGIApp,
+        settings: Settings,
+        sock: socket.socket,
+        tracker: Tracker,
+        *,
+        access_log: bool,
+    ) -> None:
+        self.name = name
+        self.sock = sock
+        self.tracker = tracker
+        self.config = uvicorn_config(app, settings, access_log=access_log)
+        self.config.load()
+        self.server = uvicorn.Server(self.config)
+        self.server.lifespan = LifespanOff(self.config)
+        self._address = _format(sock.getsockname())
+        self._closed = False
+
+    async def start(self) -> None:
+        await self.server.startup(sockets=[self.sock])
+        self.tracker.service(self._tick_date(), name=f"{self.name}-date")
+
+    def addresses(self) -> list[str]:
+        return [self._address]
+
+    async def _tick_date(self) -> None:
+        while True:
+            await self.server.on_tick(0)
+            await asyncio.sleep(_DATE_TICK)
+
+    async def close_listener(self, deadline: float) -> None:
+        if self._closed:
+            return
+        how = await listener.quiesce(self.sock, deadline)
+        if how != "drained":
+            emit(
+                "listener.quiesce",
+                f"accept queue: {how}; closing anyway",
+                level=logging.WARNING,
+                frontend=self.name,
+                result=how,
+            )
+        for server in self.server.servers:
+            server.close()
+        self._closed = True
+
+    def close_idle(self) -> int:
+        closed = 0
+        for connection in list(self.server.server_state.connections):
+            if not hasattr(connection, "cycle"):
+                continue  # a WebSocket: uvicorn's shutdown() would send 1012; the middleware sends 1001
+            idle = connection.cycle is None or connection.cycle.response_complete
+            connection.shutdown()
+            closed += bool(idle)
+        return closed
+
+    def pending(self) -> set[asyncio.Task[Any]]:
+        return set(self.server.server_state.tasks)
+
+    async def stop(self) -> None:
+        if not self._closed:
+            for server in self.server.servers:
+                server.close()
+            self._closed = True
+        for connection in list(self.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.close()
+        for server in self.server.servers:
+            # From 3.12 wait_closed() also waits for connections; they were all closed just above.
+            await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+
+def _format(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
