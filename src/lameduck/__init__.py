@@ -7,6 +7,7 @@ Run ``lameduck serve MODULE:ATTR`` or ``lameduck.run(app)``; from application co
 
 from lameduck._version import __version__
 from lameduck.asgi.middleware import LameduckMiddleware
+from lameduck.asgi.standalone import wrap
 from lameduck.config import Settings
 from lameduck.core.budget import Budget
 from lameduck.core.ledger import Kind
@@ -66,4 +67,5 @@ __all__ = [
     "startup_check",
     "time_left",
     "wait_draining",
+    "wrap",
 ]

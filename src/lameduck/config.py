@@ -2,7 +2,7 @@
 
 ``SETTINGS`` is the single table: each row gives the flag, the environment variable, the default, the allowed
 range and the help. The CLI parser, environment parsing, validation, ``lameduck serve --help`` and the README's
-configuration table (``python -m lameduck.config`` prints it; a test keeps the README in sync) all derive from
+configuration table (``markdown_table()``; tests/unit/test_readme.py keeps the README in sync) all derive from
 it. Validation raises ``ConfigError`` naming the flag and the allowed range, before anything is bound.
 """
 
@@ -320,7 +320,7 @@ class Settings:
         return self.probe_port is None
 
 
-def _markdown_table() -> str:
+def markdown_table() -> str:
     """The README's configuration table, derived from ``SETTINGS``."""
     rows = ["| flag | env var | default | allowed | meaning |", "|---|---|---|---|---|"]
     for s in SETTINGS:

@@ -108,7 +108,7 @@ class Budget:
         t1 = self.lame_duck
         t2 = t1 + self.drain
         t3 = t2 + self.cleanup
-        drain_note = " (derived: grace - the other parts)" if self.drain_derived else ""
+        drain_note = ", derived: grace minus the other parts" if self.drain_derived else ""
         rows = [
             ("0", "signal: readiness 503, every response gets Connection: close"),
             (_n(t1), f"lame-duck window ({_n(self.lame_duck)} s) ends: listener closes, idle connections close"),

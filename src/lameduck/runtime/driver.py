@@ -71,6 +71,8 @@ class Driver:
         self.frontends: list[Frontend] = []
         self.probe_frontends: list[Frontend] = []
         self.stopping = asyncio.Event()
+        #: Set when startup is over, whichever way it went (``lameduck.wrap`` answers lifespan startup then).
+        self.started_event = asyncio.Event()
         self._queue: asyncio.Queue[Trigger] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._startup_task: asyncio.Task[None] | None = None
@@ -120,13 +122,19 @@ class Driver:
 
     # -- the run ---------------------------------------------------------------------------------------------
 
-    async def run(self, startup: Startup) -> Outcome:
-        """Start the frontends and the app, serve until stopped, drain, clean up; return what happened."""
+    async def run(self, startup: Startup, *, restore_signals: Callable[[], None] | None = None) -> Outcome:
+        """Start the frontends and the app, serve until stopped, drain, clean up; return what happened.
+
+        ``restore_signals``: the caller installed the signal handlers itself (``lameduck.wrap`` does, in front
+        of the server's); otherwise SIGTERM/SIGINT are taken over here and restored at the end.
+        """
         loop = self._loop = asyncio.get_running_loop()
-        restore = signals.install(loop, self.request_stop)
+        restore = restore_signals or signals.install(loop, self.request_stop)
         try:
             for frontend in [*self.probe_frontends, *self.frontends]:
                 await frontend.start()
+                if not frontend.addresses():
+                    continue
                 emit(
                     "listening",
                     f"{frontend.name} listening on {', '.join(frontend.addresses())}",
@@ -196,6 +204,8 @@ class Driver:
     async def _carry_out(self, output: Output) -> None:
         match output:
             case PhaseChanged(old, new, event, deadline):
+                if old is Phase.STARTING:
+                    self.started_event.set()
                 if new is Phase.DRAINING or (new is Phase.STOPPING and old is Phase.STARTING):
                     self.stopping.set()
                 fields: dict[str, Any] = {
@@ -226,6 +236,8 @@ class Driver:
                 pass  # readiness is derived from the phase; workers (issue 4) will hook STOP_INTAKE
             case Step.CONNECTION_CLOSE:
                 self.connection_close = True
+                for frontend in self.frontends:
+                    frontend.begin_lame_duck()
             case Step.ABORT_STARTUP:
                 if self._startup_task is not None and not self._startup_task.done():
                     self._startup_task.cancel("lameduck: stop requested during startup")

@@ -94,10 +94,10 @@ def configure(log_format: str = "text", level: str = "info", stream: TextIO | No
     _handler = handler
 
 
-def emit(event: str, msg: str = "", *, level: int = logging.INFO, **fields: Any) -> None:
-    """Log event ``lameduck.<event>`` with ``fields`` as structured data."""
+def emit(event: str, msg: str = "", *, level: int = logging.INFO, exc_info: Any = None, **fields: Any) -> None:
+    """Log event ``lameduck.<event>`` with ``fields`` as structured data (``exc_info`` adds a traceback)."""
     if LOGGER.isEnabledFor(level):
-        LOGGER.log(level, msg, extra={"event": f"lameduck.{event}", **fields})
+        LOGGER.log(level, msg, exc_info=exc_info, extra={"event": f"lameduck.{event}", **fields})
 
 
 def flush() -> None:

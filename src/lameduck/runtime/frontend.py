@@ -17,6 +17,10 @@ class Frontend(Protocol):
     def addresses(self) -> list[str]:
         """``host:port`` of every listening socket, for the ``listening`` event."""
 
+    def begin_lame_duck(self) -> None:
+        """The window begins: remember which connections exist, so that at its end the idle ones among them
+        close at once while connections opened since get a moment to send their first request."""
+
     async def close_listener(self, deadline: float) -> None:
         """Stop accepting so that new connections are refused, never reset; serve what was already queued.
 

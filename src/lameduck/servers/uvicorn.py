@@ -9,6 +9,8 @@ shutdown step itself. The uvicorn internals touched here, each pinned by tests/i
 - ``Server.server_state.connections`` (protocol instances) and their ``shutdown()`` method, which closes an
   idle connection and marks a busy one ``keep_alive = False`` so it closes after its response,
 - ``Server.server_state.tasks`` (one task per request being served),
+- a protocol's ``cycle`` (None or with ``response_complete``/``keep_alive``) and ``transport``, to tell idle from
+  busy connections,
 - ``Server.on_tick(0)``, which refreshes the cached ``Date`` header (uvicorn's main loop, which we do not run,
   calls it every second),
 - ``Server.lifespan`` (set to ``LifespanOff``; lameduck runs the lifespan itself).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import weakref
 from typing import Any
 
 import uvicorn
@@ -32,6 +35,12 @@ from lameduck.servers import listener
 
 #: uvicorn refreshes its Date header once a second.
 _DATE_TICK = 1.0
+#: A connection opened after the lame-duck window began (or taken from the accept queue as the listener
+#: closed) has a client that is about to send its request: it gets this long to do so before it counts as idle.
+FRESH_GRACE = 0.5
+#: How often fresh connections are re-checked during that grace (a bounded poll: uvicorn has no hook for
+#: "first bytes arrived").
+_FRESH_POLL = 0.01
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, *, access_log: bool) -> uvicorn.Config:
@@ -71,6 +80,9 @@ class UvicornFrontend:
         self.server.lifespan = LifespanOff(self.config)
         self._address = _format(sock.getsockname())
         self._closed = False
+        #: Connections open when the lame-duck window began: at its end, the idle ones close at once.
+        self._before: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._grace: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.server.startup(sockets=[self.sock])
@@ -100,18 +112,41 @@ class UvicornFrontend:
             server.close()
         self._closed = True
 
+    def begin_lame_duck(self) -> None:
+        self._before = weakref.WeakSet(self.server.server_state.connections)
+
     def close_idle(self) -> int:
         closed = 0
+        fresh = []
         for connection in list(self.server.server_state.connections):
             if not hasattr(connection, "cycle"):
                 continue  # a WebSocket: uvicorn's shutdown() would send 1012; the middleware sends 1001
-            idle = connection.cycle is None or connection.cycle.response_complete
-            connection.shutdown()
-            closed += bool(idle)
+            if _is_idle(connection) and connection not in self._before:
+                fresh.append(connection)
+                continue
+            closed += _is_idle(connection)
+            connection.shutdown()  # idle: closed now; busy: keep_alive=False, closes after its response
+        if fresh:
+            self._grace = self.tracker.service(self._close_fresh(fresh), name=f"{self.name}-fresh-grace")
         return closed
 
+    async def _close_fresh(self, fresh: list[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FRESH_GRACE
+        # uvicorn has no "first bytes arrived" hook to wait on: a bounded poll for at most FRESH_GRACE.
+        while loop.time() < until and any(_is_idle(c) and not c.transport.is_closing() for c in fresh):  # noqa: ASYNC110
+            await asyncio.sleep(_FRESH_POLL)
+        for connection in fresh:
+            if _is_idle(connection):
+                connection.shutdown()
+            elif connection.cycle is not None:
+                connection.cycle.keep_alive = False  # same as shutdown() on a busy connection
+
     def pending(self) -> set[asyncio.Task[Any]]:
-        return set(self.server.server_state.tasks)
+        tasks = set(self.server.server_state.tasks)
+        if self._grace is not None and not self._grace.done():
+            tasks.add(self._grace)
+        return tasks
 
     async def stop(self) -> None:
         if not self._closed:
@@ -125,6 +160,10 @@ class UvicornFrontend:
         for server in self.server.servers:
             # From 3.12 wait_closed() also waits for connections; they were all closed just above.
             await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+
+def _is_idle(connection: Any) -> bool:
+    return connection.cycle is None or bool(connection.cycle.response_complete)
 
 
 def _format(address: Any) -> str:

@@ -1,0 +1,117 @@
+"""The app the acceptance tests serve. Plain ASGI; behaviour selected by path and environment.
+
+Routes: ``/`` fast 200; ``/slow?s=N`` sleeps N s; ``/hang`` never answers (prints ``hang cancelled`` when
+lameduck cancels it); ``/spawn?s=N`` starts tracked background work; ``/deadline`` reports ``time_left()``;
+``/block?s=N`` blocks the event loop; ``/ws`` a WebSocket that waits for the server to close it. Env ``APP_STARTUP_DELAY`` slows lifespan startup,
+``APP_STARTUP_FAIL`` makes it fail, ``APP_HOOKS`` registers cleanup hooks (``ok``, ``slow``, ``fail``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import lameduck
+
+
+def out(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - tests read the app's stdout
+
+
+for _name in filter(None, os.environ.get("APP_HOOKS", "ok").split(",")):
+
+    def _make(name: str) -> Any:
+        async def hook() -> None:
+            out(f"hook {name} start")
+            if name == "slow":
+                await asyncio.sleep(30)
+            if name == "fail":
+                raise RuntimeError("hook failed on purpose")
+            out(f"hook {name} done")
+
+        hook.__qualname__ = f"hook_{name}"
+        return hook
+
+    lameduck.on_cleanup(_make(_name), timeout=0.5 if _name == "slow" else None)
+
+
+if os.environ.get("APP_READY_FILE"):
+
+    @lameduck.readiness_check(timeout=0.5, cache=0.0)
+    def ready_file() -> bool:
+        return os.path.exists(os.environ["APP_READY_FILE"])
+
+
+async def _text(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            out("lifespan startup")
+            try:
+                await asyncio.sleep(float(os.environ.get("APP_STARTUP_DELAY", "0")))
+            except asyncio.CancelledError:
+                out("startup cancelled")
+                raise
+            if os.environ.get("APP_STARTUP_FAIL"):
+                await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            out("lifespan shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _background(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    out(f"background done {seconds:g}")
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                out(f"ws disconnect {message.get('code')}")
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+    query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    path = scope["path"]
+    if path == "/slow":
+        await asyncio.sleep(float(query.get("s", "1")))
+        await _text(send, 200, b"slow done\n")
+    elif path == "/hang":
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            out("hang cancelled")
+            raise
+    elif path == "/spawn":
+        lameduck.spawn(_background(float(query.get("s", "1"))), name="background")
+        await _text(send, 202, b"spawned\n")
+    elif path == "/block":
+        time.sleep(float(query.get("s", "1")))  # blocks the event loop on purpose (the watchdog test)
+        await _text(send, 200, b"blocked\n")
+    elif path == "/deadline":
+        await _text(send, 200, f"{lameduck.time_left()} {lameduck.is_draining()}\n".encode())
+    else:
+        await _text(send, 200, b"hello\n")
