@@ -19,7 +19,7 @@ state: dict[str, Any] = {}
 
 @lameduck.on_cleanup(timeout=1.0)
 async def say_goodbye() -> None:
-    print("cleanup hook ran", flush=True)  # noqa: T201 - the example shows when hooks run
+    print("cleanup hook ran", flush=True)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -5,6 +5,7 @@ Every process started here is ended by PID in the fixture's teardown, whatever t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -78,7 +79,7 @@ class Service:
                     if e.get("event") == name:
                         return e
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and getattr(self, "_eof", 0) >= 2:
+                if left <= 0 or (self.proc.poll() is not None and getattr(self, "_eof", 0) >= 2):
                     raise AssertionError(f"no {name} event within {timeout} s; stderr:\n" + self.log_text())
                 self._changed.wait(min(left, 0.1))
 
@@ -97,10 +98,8 @@ class Service:
             with self._changed:
                 if into_events:
                     self.raw_stderr.append(line)
-                    try:
+                    with contextlib.suppress(ValueError):  # uvicorn or a traceback: kept in raw_stderr
                         self.events.append(json.loads(line))
-                    except ValueError:
-                        pass
                 else:
                     self.stdout.append(line)
                 self._changed.notify_all()

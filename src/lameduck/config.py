@@ -329,6 +329,3 @@ def markdown_table() -> str:
 
 
 assert {f.name for f in fields(Settings)} - {"in_kubernetes"} == set(BY_NAME), "SETTINGS and Settings disagree"
-
-if __name__ == "__main__":  # pragma: no cover - used by scripts/docs
-    print(_markdown_table())

@@ -2,8 +2,9 @@
 
 Routes: ``/`` fast 200; ``/slow?s=N`` sleeps N s; ``/hang`` never answers (prints ``hang cancelled`` when
 lameduck cancels it); ``/spawn?s=N`` starts tracked background work; ``/deadline`` reports ``time_left()``;
-``/block?s=N`` blocks the event loop; ``/ws`` a WebSocket that waits for the server to close it. Env ``APP_STARTUP_DELAY`` slows lifespan startup,
-``APP_STARTUP_FAIL`` makes it fail, ``APP_HOOKS`` registers cleanup hooks (``ok``, ``slow``, ``fail``).
+``/block?s=N`` blocks the event loop; ``/ws`` a WebSocket that waits for the server to close it.
+Env ``APP_STARTUP_DELAY`` slows lifespan startup, ``APP_STARTUP_FAIL`` makes it fail, ``APP_HOOKS`` registers
+cleanup hooks (``ok``, ``slow``, ``fail``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import lameduck
 
 
 def out(text: str) -> None:
-    print(text, flush=True)  # noqa: T201 - tests read the app's stdout
+    print(text, flush=True)
 
 
 for _name in filter(None, os.environ.get("APP_HOOKS", "ok").split(",")):
@@ -109,7 +110,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         lameduck.spawn(_background(float(query.get("s", "1"))), name="background")
         await _text(send, 202, b"spawned\n")
     elif path == "/block":
-        time.sleep(float(query.get("s", "1")))  # blocks the event loop on purpose (the watchdog test)
+        time.sleep(float(query.get("s", "1")))  # noqa: ASYNC251 - blocks the loop on purpose (watchdog test)
         await _text(send, 200, b"blocked\n")
     elif path == "/deadline":
         await _text(send, 200, f"{lameduck.time_left()} {lameduck.is_draining()}\n".encode())
