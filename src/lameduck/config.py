@@ -47,7 +47,12 @@ def _integer(lo: int, hi: int, *, none_ok: bool = False) -> Parser:
             return None
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError
-        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+        if isinstance(raw, int):
+            value = raw
+        elif isinstance(raw, float):
+            value = int(raw)  # whole floats only: fractional ones were rejected above
+        else:
+            value = int(str(raw).strip())
         if not lo <= value <= hi:
             raise ValueError
         return value
@@ -135,7 +140,7 @@ SETTINGS: tuple[Setting, ...] = (
         "grace",
         _seconds(0.001, 3600),
         KUBERNETES_GRACE,
-        "0 < s ≤ 3600",
+        "0.001 ≤ s ≤ 3600",
         "the platform's grace period: seconds from SIGTERM to SIGKILL (Kubernetes "
         "terminationGracePeriodSeconds, default 30; Docker and Cloud Run: 10)",
     ),
@@ -151,7 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
         "drain_timeout",
         _seconds(0, 3600, auto=True),
         AUTO,
-        "auto or 0 ≤ s",
+        "auto or 0 ≤ s ≤ 3600",
         "seconds in-flight work may take after the listener closes; auto = grace - lame-duck - cleanup - margin",
     ),
     Setting(
@@ -165,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
         "startup_timeout",
         _seconds(0.001, 3600),
         60.0,
-        "0 < s ≤ 3600",
+        "0.001 ≤ s ≤ 3600",
         "lifespan startup and startup checks must finish within this, or the process exits 3",
     ),
     Setting(

@@ -116,7 +116,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 INVALID = [
     (["--port", "abc"], "--port", "0..65535"),
-    (["--grace", "0"], "--grace", "0 < s ≤ 3600"),
+    (["--grace", "0"], "--grace", "0.001 ≤ s ≤ 3600"),
     (["--lame-duck", "-1"], "--lame-duck", "auto or 0 ≤ s ≤ grace"),
     (["--lame-duck", "40"], "--lame-duck", "≤ grace 30"),
     (["--drain-timeout", "40"], "--drain-timeout", "lame-duck 0 + drain 40 + cleanup 3 + margin 2 = 45 > grace 30"),
@@ -152,7 +152,7 @@ def test_invalid_setting_exits_2_before_binding(args: list[str], setting: str, a
 def test_invalid_environment_variable_is_named() -> None:
     result = _run_cli("serve", "tests.apps.basic:app", env={"LAMEDUCK_GRACE": "soon"})
     assert result.returncode == 2
-    assert result.stderr.strip() == "lameduck: error: --grace (LAMEDUCK_GRACE): must be 0 < s ≤ 3600 (got 'soon')"
+    assert result.stderr.strip() == "lameduck: error: --grace (LAMEDUCK_GRACE): must be 0.001 ≤ s ≤ 3600 (got 'soon')"
 
 
 def test_probe_port_equal_to_port_is_rejected() -> None:

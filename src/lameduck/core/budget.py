@@ -69,7 +69,7 @@ class Budget:
         fixed = lame_duck + cleanup + margin
         if drain is None:
             left = grace - fixed
-            if left < MIN_DERIVED_DRAIN:
+            if left < MIN_DERIVED_DRAIN - 1e-9:  # decimal settings (4.1 - 1.1 - 2) must not miss by 4e-16
                 raise BudgetError(
                     "--grace",
                     f"lame-duck {_n(lame_duck)} + cleanup {_n(cleanup)} + margin {_n(margin)} = {_n(fixed)} "

@@ -33,7 +33,7 @@ class Deadline:
 
     def min(self, *others: Deadline) -> Deadline:
         """The earliest of this and ``others``: a nested wait may only shorten the outer one."""
-        return Deadline(min(self.at, *(o.at for o in others)))
+        return Deadline(min((self.at, *(o.at for o in others))))
 
     def __repr__(self) -> str:
         return f"Deadline(at={self.at:.3f})"
