@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from uvicorn.importer import ImportFromStringError, import_from_string
@@ -59,12 +59,14 @@ def run(
     *,
     registry: Registry | None = None,
     env: Mapping[str, str] | None = None,
+    on_finished: Callable[[Outcome], None] | None = None,
     **settings: Any,
 ) -> int:
     """Serve ``app`` (an ASGI app or ``"MODULE:ATTR"``) until SIGTERM/SIGINT; return the exit code.
 
     ``settings`` are the CLI flags' names (``port=0``, ``lame_duck=5``, ``drain_timeout=20``); ``LAMEDUCK_*``
-    environment variables fill in what is not given (``env`` replaces ``os.environ``, for tests). Raises
+    environment variables fill in what is not given (``env`` replaces ``os.environ``, for tests).
+    ``on_finished`` is called with the outcome right after the summary line is logged. Raises
     ``ConfigError`` (invalid settings, nothing bound) or ``AppLoadError``; returns ``ExitCode`` values otherwise.
     """
     values = dict(settings)
@@ -84,7 +86,7 @@ def run(
         return int(ExitCode.STARTUP_FAILED)
     loop_factory = uvicorn_config(app, config, access_log=False).get_loop_factory()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        outcome = runner.run(serve(app, config, sockets, registry or DEFAULT))
+        outcome = runner.run(serve(app, config, sockets, registry or DEFAULT, on_finished=on_finished))
     return int(outcome.exit_code)
 
 
@@ -99,9 +101,17 @@ def _bind(config: Settings) -> list[socket.socket]:
     return sockets
 
 
-async def serve(app: ASGIApp, config: Settings, sockets: list[socket.socket], registry: Registry) -> Outcome:
+async def serve(
+    app: ASGIApp,
+    config: Settings,
+    sockets: list[socket.socket],
+    registry: Registry,
+    *,
+    on_finished: Callable[[Outcome], None] | None = None,
+) -> Outcome:
     """Run one service on already-bound ``sockets`` (app first, then the probe socket if any)."""
     driver = Driver(config, registry)
+    driver.on_finished = on_finished
     lifespan = Lifespan(app)
     probes = Probes(driver, config)
     wrapped = LameduckMiddleware(

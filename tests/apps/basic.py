@@ -4,12 +4,13 @@ Routes: ``/`` fast 200; ``/slow?s=N`` sleeps N s; ``/hang`` never answers (print
 lameduck cancels it); ``/spawn?s=N`` starts tracked background work; ``/deadline`` reports ``time_left()``;
 ``/block?s=N`` blocks the event loop; ``/ws`` a WebSocket that waits for the server to close it.
 Env ``APP_STARTUP_DELAY`` slows lifespan startup, ``APP_STARTUP_FAIL`` makes it fail, ``APP_HOOKS`` registers
-cleanup hooks (``ok``, ``slow``, ``fail``).
+cleanup hooks (``ok``, ``slow``, ``fail``, ``cancel``). ``/stubborn`` swallows every cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -31,6 +32,10 @@ for _name in filter(None, os.environ.get("APP_HOOKS", "ok").split(",")):
                 await asyncio.sleep(30)
             if name == "fail":
                 raise RuntimeError("hook failed on purpose")
+            if name == "cancel":  # the common "task.cancel(); await task" idiom lets CancelledError escape
+                task = asyncio.ensure_future(asyncio.sleep(10))
+                task.cancel()
+                await task
             out(f"hook {name} done")
 
         hook.__qualname__ = f"hook_{name}"
@@ -106,6 +111,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except asyncio.CancelledError:
             out("hang cancelled")
             raise
+    elif path == "/stubborn":
+        for _ in range(100):  # swallows every cancellation: only the exit guard ends the process
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
     elif path == "/spawn":
         lameduck.spawn(_background(float(query.get("s", "1"))), name="background")
         await _text(send, 202, b"spawned\n")

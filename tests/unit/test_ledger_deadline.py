@@ -13,8 +13,10 @@ from lameduck.core.ledger import Kind, Ledger, LedgerStats, Result
 
 
 def test_kind_and_result_values() -> None:
-    assert [k.value for k in Kind] == ["request", "websocket", "task", "job"]
-    assert [r.value for r in Result] == ["completed", "failed", "aborted"]
+    # IntEnums, so the hot path can index lists with them; str() is the name logs and summaries show.
+    assert [str(k) for k in Kind] == ["request", "websocket", "task", "job"]
+    assert [str(r) for r in Result] == ["completed", "failed", "aborted"]
+    assert [int(k) for k in Kind] == [0, 1, 2, 3]
     assert str(Kind.REQUEST) == "request"
 
 
@@ -162,3 +164,16 @@ def test_deadline_is_frozen_and_hashable() -> None:
 def test_repr() -> None:
     assert repr(Deadline(12.3456)) == "Deadline(at=12.346)"
     assert repr(Deadline.never()) == "Deadline(at=inf)"
+
+
+def test_tally_is_the_same_counters_the_ledger_reports() -> None:
+    ledger = Ledger()
+    requests = ledger.tally(Kind.REQUEST)
+    requests.in_flight += 2
+    requests.in_flight -= 1
+    requests.completed += 1
+    ledger.end(Kind.REQUEST, Result.ABORTED)
+    stats = ledger.stats()
+    assert stats.in_flight[Kind.REQUEST] == 0
+    assert stats.completed[Kind.REQUEST] == 1
+    assert stats.aborted[Kind.REQUEST] == 1

@@ -96,6 +96,7 @@ def test_start_failed_stops_with_exit_code_3() -> None:
     out = lc.feed(StartFailed("lifespan startup raised RuntimeError"), 2.0)
     assert out == (
         PhaseChanged(Phase.STARTING, Phase.STOPPING, Event.START_FAILED, Deadline(5.0)),
+        Action(Step.ABORT_STARTUP),
         Action(Step.CLOSE_LISTENER),
         Action(Step.RUN_CLEANUP, Deadline(5.0)),
     )
@@ -124,6 +125,7 @@ def test_startup_timeout_via_tick_stops_with_exit_code_3() -> None:
     out = lc.feed(Tick(), 60.0)
     assert out == (
         PhaseChanged(Phase.STARTING, Phase.STOPPING, Event.START_FAILED, Deadline(63.0)),
+        Action(Step.ABORT_STARTUP),
         Action(Step.CLOSE_LISTENER),
         Action(Step.RUN_CLEANUP, Deadline(63.0)),
     )
@@ -136,7 +138,7 @@ def test_startup_timeout_via_tick_stops_with_exit_code_3() -> None:
 def test_a_late_tick_long_past_the_startup_deadline_also_times_out() -> None:
     lc = make(ready=False)
     out = lc.feed(Tick(), 500.0)
-    assert steps(out) == [Step.CLOSE_LISTENER, Step.RUN_CLEANUP]
+    assert steps(out) == [Step.ABORT_STARTUP, Step.CLOSE_LISTENER, Step.RUN_CLEANUP]
     assert action(out, Step.RUN_CLEANUP).deadline == Deadline(503.0)
     assert lc.outcome().startup_error == "startup timed out"
 
@@ -441,6 +443,7 @@ def test_second_stop_in_draining_forces() -> None:
         PhaseChanged(Phase.DRAINING, Phase.STOPPING, Event.FORCE, Deadline(T0 + 6.0)),
         Action(Step.CLOSE_LISTENER),
         Action(Step.CLOSE_IDLE),
+        Action(Step.CLOSE_WEBSOCKETS),  # 1001 before the cancel, not a bare 1006
         Action(Step.CANCEL_REMAINING, Deadline(T0 + 3.0)),
         Action(Step.RUN_CLEANUP, Deadline(T0 + 6.0)),
     )
@@ -581,3 +584,12 @@ def test_a_startup_error_outranks_aborted_work() -> None:
 def test_an_empty_outcome_is_clean() -> None:
     assert Outcome().exit_code is ExitCode.CLEAN
     assert Outcome().verdict == "clean"
+
+
+def test_deadlines_count_from_when_the_signal_arrived_not_when_it_was_fed() -> None:
+    """The loop was blocked for 4 s when SIGTERM arrived: the platform's countdown started at arrival."""
+    lc = make()
+    out = lc.feed(StopRequested("SIGTERM", at=T0), T0 + 4.0)
+    assert action(out, Step.CONNECTION_CLOSE) is not None
+    assert lc.drain_deadline == Deadline(T0 + 5.0 + 20.0)
+    assert lc.wake_at == T0 + 5.0

@@ -93,11 +93,12 @@ class Wrapped:
         assert message["type"] == "lifespan.startup"
         events.configure(self.settings.log_format, self.settings.log_level)
         driver = self.driver = Driver(self.settings, self.registry)
+        driver.track_requests = True  # the server's own task set is out of reach here
         lifespan = Lifespan(self.app)
         probes = Probes(driver, self.settings)
         self._inner = LameduckMiddleware(self.app, driver, probes=probes, state=lifespan.state)
         loop = asyncio.get_running_loop()
-        restore, handlers = signals.install_chained(loop, driver.request_stop)
+        restore, handlers = signals.install(loop, driver.request_stop, chain=True)
         driver.frontends.append(_ServerHandoff(handlers))
 
         async def startup() -> None:

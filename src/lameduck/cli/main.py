@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lameduck._version import __version__
 from lameduck.config import SETTINGS, Setting, Settings
-from lameduck.core.outcome import ExitCode
+from lameduck.core.outcome import ExitCode, Outcome
 from lameduck.errors import AppLoadError, ConfigError, StartupError
+from lameduck.runtime import events
 
 _EPILOG = """exit codes: 0 clean; 1 accepted work was aborted or a cleanup hook failed; 2 invalid usage or settings
 (nothing was bound); 3 the app failed to start. Every flag also reads LAMEDUCK_<NAME>; the flag wins."""
@@ -85,7 +88,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
         # Like uvicorn's default --app-dir ".": MODULE is looked up from the working directory first.
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        return run(env=environ, **values)
+        return run(env=environ, on_finished=_arm_exit_guard, **values)
     except ConfigError as exc:
         _fail(str(exc))
     except AppLoadError as exc:
@@ -94,6 +97,27 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
         traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         sys.stderr.write(f"lameduck: error: {exc}\n")
         return int(ExitCode.STARTUP_FAILED)
+
+
+#: After the summary line, the interpreter gets this long to exit on its own; then it is ended, so a task that
+#: ignores cancellation or a thread stuck in the default executor cannot hold the process past the grace
+#: period (it is taken from the budget's margin: the summary is written ≥ 1 s before grace runs out).
+EXIT_GUARD = 0.9
+
+
+def _arm_exit_guard(outcome: Outcome) -> None:
+    code = int(outcome.exit_code)
+
+    def force_exit() -> None:
+        events.emit(
+            "exit.forced", "the interpreter did not exit on its own; ending it", level=logging.ERROR, exit_code=code
+        )
+        events.flush()
+        os._exit(code)
+
+    timer = threading.Timer(EXIT_GUARD, force_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def entrypoint() -> NoReturn:

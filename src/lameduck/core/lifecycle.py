@@ -32,9 +32,14 @@ class StartFailed:
 
 @dataclass(frozen=True, slots=True)
 class StopRequested:
-    """A termination signal (``SIGTERM``, ``SIGINT``) or a programmatic stop (``api``)."""
+    """A termination signal (``SIGTERM``, ``SIGINT``) or a programmatic stop (``api``).
+
+    ``at``: when it arrived, on the same clock as ``now``. The budget counts from then: the platform's countdown
+    started then, even if the driver only got to feed it later.
+    """
 
     source: str
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +211,10 @@ class Lifecycle:
                     return None
                 self._startup_error = reason
                 return Event.START_FAILED
-            case StopRequested(source):
+            case StopRequested(source, at):
                 if self._signal is None:
                     self._signal = source
+                    self._stop_at = now if at is None else min(at, now)
                     return Event.STOP
                 return Event.FORCE
             case Drained():
@@ -234,10 +240,10 @@ class Lifecycle:
         old = self._phase
         new, steps = transition(old, event)
         if event is Event.STOP and old in (Phase.STARTING, Phase.READY):
-            self._stop_at = now
-            self._lame_duck_end = Deadline.after(now, self.budget.lame_duck)
-            self._drain_end = Deadline.after(now, self.budget.lame_duck + self.budget.drain)
-            self._next_progress = now + PROGRESS_INTERVAL
+            t0 = now if self._stop_at is None else self._stop_at
+            self._lame_duck_end = Deadline.after(t0, self.budget.lame_duck)
+            self._drain_end = Deadline.after(t0, self.budget.lame_duck + self.budget.drain)
+            self._next_progress = t0 + PROGRESS_INTERVAL
             if old is Phase.STARTING:
                 self._startup_aborted = True
         if event in (Event.FORCE, Event.DEADLINE) and old is not Phase.STOPPING:

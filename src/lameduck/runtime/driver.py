@@ -68,6 +68,13 @@ class Driver:
         self.health = Health(registry.checks, watchdog=settings.watchdog)
         #: Every response from now on carries ``Connection: close`` (the lame-duck window and after).
         self.connection_close = False
+        #: App requests get 503 instead of the app: before startup completed, and after the drain deadline.
+        self.refusing = True
+        #: The middleware registers each request's task for the drain: only where no engine can list them
+        #: (``lameduck.wrap``); ``lameduck serve`` drains and cancels uvicorn's own task set.
+        self.track_requests = False
+        #: None of the above: the middleware's fast path (one attribute read per request).
+        self.plain = False
         self.frontends: list[Frontend] = []
         self.probe_frontends: list[Frontend] = []
         self.stopping = asyncio.Event()
@@ -77,8 +84,9 @@ class Driver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._startup_task: asyncio.Task[None] | None = None
         self._late_hooks: list[tuple[str, Callable[[], Awaitable[Any]], float | None]] = []
-        self._stop_wall: float | None = None
         self._stop_mono: float | None = None
+        #: Called with the outcome right after the summary line (the CLI arms its exit guard there).
+        self.on_finished: Callable[[Outcome], None] | None = None
         self._figures: dict[str, Any] = {}
 
     # -- used by adapters and the public API -----------------------------------------------------------------
@@ -86,12 +94,22 @@ class Driver:
     def now(self) -> float:
         return self._loop.time() if self._loop is not None else time.monotonic()
 
-    def request_stop(self, source: str = "api") -> None:
-        """Start the shutdown sequence as a signal would (idempotent; a second call forces). Never blocks."""
+    def request_stop(self, source: str = "api", at: float | None = None) -> None:
+        """Start the shutdown sequence as a signal would (a second call forces). Never blocks; any thread.
+
+        ``at``: when the request arrived (``time.monotonic()``); the budget counts from then.
+        """
+        arrived = time.monotonic() if at is None else at
+        loop = self._loop
+        if loop is None:
+            self._stop(source, arrived)
+        else:
+            loop.call_soon_threadsafe(self._stop, source, arrived)
+
+    def _stop(self, source: str, at: float) -> None:
         if self._stop_mono is None:
-            self._stop_mono = time.perf_counter()
-            self._stop_wall = time.time()
-        self._queue.put_nowait(StopRequested(source))
+            self._stop_mono = at
+        self._queue.put_nowait(StopRequested(source, at))
 
     def add_late_hook(self, name: str, fn: Callable[[], Awaitable[Any]], timeout: float | None) -> None:
         """Register a cleanup step discovered at runtime (the ASGI lifespan shutdown, once startup completed)."""
@@ -129,7 +147,7 @@ class Driver:
         of the server's); otherwise SIGTERM/SIGINT are taken over here and restored at the end.
         """
         loop = self._loop = asyncio.get_running_loop()
-        restore = restore_signals or signals.install(loop, self.request_stop)
+        restore = restore_signals or signals.install(loop, self.request_stop)[0]
         try:
             for frontend in [*self.probe_frontends, *self.frontends]:
                 await frontend.start()
@@ -157,14 +175,22 @@ class Driver:
             while self.lifecycle.phase is not Phase.STOPPED:
                 trigger = await self._next_trigger(self.lifecycle.wake_at)
                 for output in self.lifecycle.feed(trigger, loop.time()):
-                    await self._carry_out(output)
+                    try:
+                        await self._carry_out(output)
+                    except Exception as exc:  # a failed step must not leave the process hanging
+                        emit("driver.step_failed", f"{output} failed: {exc!r}", level=logging.ERROR, exc_info=exc)
         finally:
             for frontend in [*self.frontends, *self.probe_frontends]:
-                await frontend.stop()
+                try:
+                    await frontend.stop()
+                except Exception as exc:
+                    emit("driver.step_failed", f"stopping {frontend.name}: {exc!r}", level=logging.ERROR)
             await self.tracker.stop_services()
             restore()
         outcome = self.lifecycle.outcome()
         self._summary(outcome)
+        if self.on_finished is not None:
+            self.on_finished(outcome)
         return outcome
 
     async def _next_trigger(self, wake_at: float | None) -> Trigger:
@@ -206,6 +232,12 @@ class Driver:
             case PhaseChanged(old, new, event, deadline):
                 if old is Phase.STARTING:
                     self.started_event.set()
+                if old is Phase.STARTING or new is Phase.STOPPING:
+                    # Work arriving once cleanup runs would race the hooks: refuse it (503, Connection: close).
+                    self.refusing = new is not Phase.READY and new is not Phase.DRAINING
+                    self._update_plain()
+                if new is Phase.STOPPING:
+                    self.tracker.closed = True
                 if new is Phase.DRAINING or (new is Phase.STOPPING and old is Phase.STARTING):
                     self.stopping.set()
                 fields: dict[str, Any] = {
@@ -216,7 +248,7 @@ class Driver:
                 if deadline is not None:
                     fields["deadline_in"] = round(deadline.remaining(self.now()), 3)
                 if self._stop_mono is not None:
-                    fields["since_signal_ms"] = round((time.perf_counter() - self._stop_mono) * 1000, 1)
+                    fields["since_signal_ms"] = round((time.monotonic() - self._stop_mono) * 1000, 1)
                 emit(f"phase.{new}", _PHASE_MESSAGES[new], **fields)
             case Progress(phase, in_flight, seconds_left):
                 emit(
@@ -236,6 +268,7 @@ class Driver:
                 pass  # readiness is derived from the phase; workers (issue 4) will hook STOP_INTAKE
             case Step.CONNECTION_CLOSE:
                 self.connection_close = True
+                self._update_plain()
                 for frontend in self.frontends:
                     frontend.begin_lame_duck()
             case Step.ABORT_STARTUP:
@@ -265,8 +298,14 @@ class Driver:
                 await self._cancel_remaining(deadline)
             case Step.RUN_CLEANUP:
                 assert deadline is not None
-                failed = await run_cleanup(self.registry.hooks, Deadline(deadline), extra=self._late_hooks)
-                self._queue.put_nowait(CleanedUp(failed))
+                failed: tuple[str, ...] = ("cleanup",)
+                try:
+                    failed = await run_cleanup(self.registry.hooks, Deadline(deadline), extra=self._late_hooks)
+                finally:  # whatever happened, the lifecycle must get to STOPPED
+                    self._queue.put_nowait(CleanedUp(failed))
+
+    def _update_plain(self) -> None:
+        self.plain = not (self.refusing or self.connection_close or self.track_requests)
 
     def _pending(self) -> set[asyncio.Task[Any]]:
         pending = self.tracker.work()
@@ -290,6 +329,8 @@ class Driver:
             tasks=len(tasks),
             in_flight=in_flight,
         )
+        self.refusing = True
+        self._update_plain()
         self.tracker.cancel(tasks)
         if tasks and deadline is not None:
             _done, stuck = await asyncio.wait(tasks, timeout=max(0.0, deadline - self.now()))
@@ -319,7 +360,7 @@ class Driver:
             **self._figures,
         }
         if self._stop_mono is not None:
-            fields["stop_to_exit_ms"] = round((time.perf_counter() - self._stop_mono) * 1000, 1)
+            fields["stop_to_exit_ms"] = round((time.monotonic() - self._stop_mono) * 1000, 1)
         if outcome.startup_error:
             fields["startup_error"] = outcome.startup_error
         if outcome.startup_aborted:

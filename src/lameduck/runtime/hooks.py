@@ -78,26 +78,37 @@ def _name_of(fn: Callable[..., Any]) -> str:
 
 
 async def call_bounded(fn: Callable[[], Any], deadline: float) -> Any:
-    """Call sync or async ``fn`` and await its result until loop-time ``deadline`` (TimeoutError after)."""
+    """Call sync or async ``fn`` and wait for its result until loop-time ``deadline`` (TimeoutError after).
+
+    The call runs apart from the caller (its own task, or a daemon thread for sync code), so one that ignores
+    cancellation or blocks is abandoned at the deadline instead of holding the caller.
+    """
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout_at(deadline):
-        if inspect.iscoroutinefunction(fn):
-            return await fn()
-        future: asyncio.Future[Any] = loop.create_future()
+    if inspect.iscoroutinefunction(fn):
+        # Owned here: awaited until the deadline, then cancelled and abandoned.
+        work: asyncio.Future[Any] = loop.create_task(fn(), name=f"lameduck-call:{_name_of(fn)}")
+    else:
+        work = loop.create_future()
 
         def target() -> None:
             try:
                 result = fn()
             except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                loop.call_soon_threadsafe(_settle, work, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                loop.call_soon_threadsafe(_settle, work, result, None)
 
         threading.Thread(target=target, name=f"lameduck-call:{_name_of(fn)}", daemon=True).start()
-        result = await future
-        if inspect.isawaitable(result):
-            return await result
-        return result
+    done, _ = await asyncio.wait({work}, timeout=max(0.0, deadline - loop.time()))
+    if not done:
+        work.cancel()
+        raise TimeoutError
+    if work.cancelled():
+        raise RuntimeError("cancelled itself")
+    result = work.result()
+    if inspect.isawaitable(result):
+        return await asyncio.wait_for(result, timeout=max(0.0, deadline - loop.time()))
+    return result
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -115,6 +126,9 @@ async def run_cleanup(
     """Run ``hooks`` then ``extra`` as one list in reverse order; return the names that failed or timed out.
 
     ``extra`` carries hooks that register late (the ASGI lifespan shutdown registers when startup completes).
+    Each hook gets its own deadline; one whose deadline has passed is not started (and counts as failed); one
+    that overruns is abandoned before the next starts (an async hook is cancelled; a sync hook's thread cannot
+    be stopped and runs on, as a daemon, until the process exits).
     """
     loop = asyncio.get_running_loop()
     ordered: list[tuple[str, Callable[[], Any], float | None]] = [(h.name, h.fn, h.timeout) for h in hooks]
@@ -123,6 +137,15 @@ async def run_cleanup(
     for name, fn, timeout in reversed(ordered):
         started = time.perf_counter()
         limit = deadline.at if timeout is None else min(deadline.at, loop.time() + timeout)
+        if limit <= loop.time():
+            failed.append(name)
+            emit(
+                "hook.skipped",
+                f"cleanup hook {name} not run: the cleanup deadline has passed",
+                level=logging.ERROR,
+                hook=name,
+            )
+            continue
         try:
             await call_bounded(fn, limit)
         except TimeoutError:

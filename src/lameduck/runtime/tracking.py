@@ -1,8 +1,9 @@
 """Every task has an owner: the only module that creates tasks.
 
 Three kinds of task live here:
-- *work*: accepted requests and WebSockets (registered by the ASGI middleware while they run) and tracked
-  background tasks started with ``spawn``. The drain waits for all of it; the deadline cancels what is left.
+- *work*: WebSockets (and, under ``lameduck.wrap``, requests) registered by the ASGI middleware while they
+  run, and tracked background tasks started with ``spawn``. (Under ``lameduck serve`` the engine's own task set
+  stands for the requests: see ``Frontend.pending``.) The drain waits for all of it; the deadline cancels what is left.
 - *service* tasks: lameduck's own (drain watcher, watchdog, date ticker). Cancelled when the service stops.
 - WebSocket closers: how to send close 1001 to each open WebSocket at the end of the lame-duck window.
 """
@@ -26,15 +27,17 @@ class Tracker:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        #: Tasks running app code for one request or WebSocket; the middleware adds and discards them.
+        #: Tasks running app code for a WebSocket (or a request, under ``lameduck.wrap``); added by the middleware.
         self.requests: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._service: set[asyncio.Task[Any]] = set()
         self._closers: dict[asyncio.Task[Any], Callable[[], Coroutine[Any, Any, None]]] = {}
         #: Set at the drain deadline: cancellations from now on are lameduck's, and count as aborted.
         self.aborting = False
-        #: Set when spawning would be pointless (past the deadline).
+        #: Set once the drain is over (cleanup running): new background work is refused.
         self.closed = False
+        #: Set when open WebSockets were asked to close: one accepted later is closed right after its accept.
+        self.websockets_closing = False
 
     # -- tracked background work (public through lameduck.spawn) -------------------------------------------
 
@@ -42,14 +45,16 @@ class Tracker:
         """Run ``coro`` as background work the drain waits for and the deadline cancels."""
         if self.closed:
             coro.close()
-            raise ShuttingDownError("the drain deadline has passed; background work started now would be cancelled")
-        self.ledger.begin(Kind.TASK)
-        task = asyncio.get_running_loop().create_task(self._run_tracked(coro), name=name)
+            raise ShuttingDownError("the drain is over; background work started now would race the cleanup hooks")
+        loop = asyncio.get_running_loop()  # raises outside the loop's thread, before anything is counted
+        task = loop.create_task(self._run_tracked(coro), name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
 
     async def _run_tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        # Counted from its first step: a task cancelled before it ever ran was never in flight.
+        self.ledger.begin(Kind.TASK)
         result = Result.COMPLETED
         try:
             return await coro
@@ -92,6 +97,7 @@ class Tracker:
 
     def close_websockets(self) -> int:
         """Ask every open WebSocket to close with 1001 (going away); returns how many were asked."""
+        self.websockets_closing = True
         closers = list(self._closers.values())
         for closer in closers:
             self.service(closer(), name="websocket-close")

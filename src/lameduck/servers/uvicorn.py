@@ -38,6 +38,8 @@ _DATE_TICK = 1.0
 #: A connection opened after the lame-duck window began (or taken from the accept queue as the listener
 #: closed) has a client that is about to send its request: it gets this long to do so before it counts as idle.
 FRESH_GRACE = 0.5
+#: Longest wait for the asyncio servers to report closed at the very end.
+_STOP_WAIT = 0.5
 #: How often fresh connections are re-checked during that grace (a bounded poll: uvicorn has no hook for
 #: "first bytes arrived").
 _FRESH_POLL = 0.01
@@ -114,6 +116,12 @@ class UvicornFrontend:
 
     def begin_lame_duck(self) -> None:
         self._before = weakref.WeakSet(self.server.server_state.connections)
+        # Requests already running answer with Connection: close too (uvicorn adds the header for a cycle that
+        # is not keep-alive); requests that start from now on get it from the middleware.
+        for connection in self._before:
+            cycle = getattr(connection, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
 
     def close_idle(self) -> int:
         closed = 0
@@ -155,11 +163,14 @@ class UvicornFrontend:
             self._closed = True
         for connection in list(self.server.server_state.connections):
             transport = getattr(connection, "transport", None)
-            if transport is not None and not transport.is_closing():
-                transport.close()
-        for server in self.server.servers:
-            # From 3.12 wait_closed() also waits for connections; they were all closed just above.
-            await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+            if transport is not None:
+                transport.abort()  # the last step: unflushed bytes to a client that stopped reading are dropped
+        # From 3.12 wait_closed() also waits for connections; they were all aborted just above.
+        waits = [asyncio.ensure_future(server.wait_closed()) for server in self.server.servers]
+        if waits:
+            await asyncio.wait(waits, timeout=_STOP_WAIT)
+            for wait in waits:
+                wait.cancel()
 
 
 def _is_idle(connection: Any) -> bool:
