@@ -325,3 +325,17 @@ def test_the_checker_catches_violations(path: str, source: str, expected: list[s
 )
 def test_the_checker_accepts_what_the_layers_allow(path: str, source: str) -> None:
     assert check(PurePosixPath(path), source, known_modules()) == []
+
+
+def test_only_tracking_creates_tasks() -> None:
+    """STYLE.md #7: every task has an owner; lameduck.runtime.tracking is the one place tasks are created."""
+    creators = ("create_task", "ensure_future")
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "tracking.py" and path.parent.name == "runtime":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in creators:
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {node.attr}")
+    assert offenders == [], "create tasks through lameduck.runtime.tracking: " + ", ".join(offenders)

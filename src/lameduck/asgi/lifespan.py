@@ -14,6 +14,7 @@ from typing import Any
 
 from lameduck.asgi.types import ASGIApp, Message
 from lameduck.errors import StartupError
+from lameduck.runtime import tracking
 from lameduck.runtime.events import emit
 
 
@@ -36,7 +37,7 @@ class Lifespan:
         """Run the app's startup; raise ``StartupError`` if it fails. Cancelling this aborts the app's startup."""
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         # The app's lifespan coroutine lives as long as the app; it is owned here and cancelled by abort().
-        self._task = asyncio.get_running_loop().create_task(self._main(scope), name="lameduck:lifespan")
+        self._task = tracking.start(self._main(scope), name="lameduck:lifespan")
         await self._receive.put({"type": "lifespan.startup"})
         try:
             await self._startup_done.wait()

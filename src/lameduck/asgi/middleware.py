@@ -1,10 +1,12 @@
 """The per-request half of graceful shutdown, as pure ASGI middleware (Starlette's pure-middleware model).
 
-For every HTTP request and WebSocket it: answers probes (when they share the app port), registers the running
-task so the drain can wait for it and the deadline can cancel it, counts it in the ledger, adds
-``Connection: close`` once the lame-duck window has begun, and turns lameduck's own cancellation into a
-503 with ``Connection: close`` when no response has started. This is the hot path: no logging, no allocation
-and no task bookkeeping while the service is simply serving.
+For every HTTP request and WebSocket it: answers probes (when they share the app port), counts the work in the
+ledger, adds ``Connection: close`` once the lame-duck window has begun, refuses work before startup completes
+and after the drain is over (503), and turns lameduck's own cancellation into a 503 with ``Connection: close``
+when no response has started. WebSockets (and, under ``lameduck.wrap``, requests) are registered with the
+tracker so the drain can wait for them and the deadline can cancel them; under ``lameduck serve`` uvicorn's
+own task set serves for requests. This is the hot path: no logging, no allocation and no task bookkeeping
+while the service is simply serving.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lameduck.runtime.driver import Driver
 _CLOSE = (b"connection", b"close")
 #: Close code 1001 "going away": RFC 6455 §7.4.1, a server going down.
 GOING_AWAY = 1001
+_GOING_AWAY_CLOSE = {"type": "websocket.close", "code": GOING_AWAY, "reason": "server shutting down"}
 
 
 def _closing(send: Send) -> Send:
@@ -72,7 +75,7 @@ class LameduckMiddleware:
                 send = _closing(send)
             if driver.track_requests:
                 task = asyncio.current_task()
-                self.tracker.requests.add(task)  # type: ignore[arg-type]
+                self.tracker.app_tasks.add(task)  # type: ignore[arg-type]
         if self.state:
             scope["state"] = self.state.copy()
         requests = self.requests
@@ -86,9 +89,9 @@ class LameduckMiddleware:
                 raise
             # lameduck's drain deadline: the handler has seen CancelledError; answer for it if we still can.
             requests.aborted += 1
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
             with contextlib.suppress(RuntimeError):  # the server refuses a second response start
                 await _respond(send, 503, b"aborted: server shutting down\n", extra=[_CLOSE])
         except BaseException:
@@ -100,7 +103,7 @@ class LameduckMiddleware:
             requests.completed += 1
         finally:
             if task is not None:
-                self.tracker.requests.discard(task)
+                self.tracker.app_tasks.discard(task)
 
     async def _refuse(self, send: Send) -> None:
         starting = self.driver.lifecycle.phase is Phase.STARTING
@@ -141,16 +144,16 @@ class LameduckMiddleware:
                 if accepted and not closed and self.tracker.websockets_closing:
                     # Accepted after the close round (the app awaited something first): close it now.
                     closed = True
-                    await send({"type": "websocket.close", "code": GOING_AWAY, "reason": "server shutting down"})
+                    await send(dict(_GOING_AWAY_CLOSE))
 
         async def close_going_away() -> None:
             nonlocal closed
             async with lock:
                 if accepted and not closed:
                     closed = True
-                    await send({"type": "websocket.close", "code": GOING_AWAY, "reason": "server shutting down"})
+                    await send(dict(_GOING_AWAY_CLOSE))
 
-        self.tracker.requests.add(task)
+        self.tracker.app_tasks.add(task)
         self.tracker.add_closer(task, close_going_away)
         self.ledger.begin(Kind.WEBSOCKET)
         result = Result.COMPLETED
@@ -166,6 +169,6 @@ class LameduckMiddleware:
             result = Result.FAILED
             raise
         finally:
-            self.tracker.requests.discard(task)
+            self.tracker.app_tasks.discard(task)
             self.tracker.remove_closer(task)
             self.ledger.end(Kind.WEBSOCKET, result)

@@ -26,7 +26,7 @@ from lameduck.asgi.middleware import LameduckMiddleware
 from lameduck.asgi.probes import Probes
 from lameduck.asgi.types import ASGIApp, Receive, Scope, Send
 from lameduck.config import Settings
-from lameduck.runtime import api, events, signals
+from lameduck.runtime import api, events, signals, tracking
 from lameduck.runtime.driver import Driver
 from lameduck.runtime.hooks import DEFAULT, Registry
 
@@ -108,7 +108,7 @@ class Wrapped:
 
         api._set_current(driver)
         # Owned here: the driver runs for the life of the server and is awaited at lifespan shutdown.
-        self._run = loop.create_task(driver.run(startup, restore_signals=restore), name="lameduck:driver")
+        self._run = tracking.start(driver.run(startup, restore_signals=restore), name="lameduck:driver")
         await driver.started_event.wait()
         if driver.lifecycle.outcome().startup_error is not None:
             await send({"type": "lifespan.startup.failed", "message": driver.lifecycle.outcome().startup_error})

@@ -11,6 +11,7 @@ import functools
 import logging
 from dataclasses import dataclass
 
+from lameduck.runtime import tracking
 from lameduck.runtime.events import emit
 from lameduck.runtime.hooks import Check, CheckKind, call_bounded
 
@@ -59,7 +60,7 @@ class Health:
             return cached.result
         task = self._inflight.get(check.name)
         if task is None:
-            task = loop.create_task(self._run(check))  # owned here; awaited by every concurrent probe
+            task = tracking.start(self._run(check), name=f"lameduck-check:{check.name}")  # awaited by every probe
             self._inflight[check.name] = task
             task.add_done_callback(functools.partial(self._forget, check.name))
         return await asyncio.shield(task)

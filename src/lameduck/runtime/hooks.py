@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lameduck.core.deadline import Deadline
+from lameduck.runtime import tracking
 from lameduck.runtime.events import emit
 
 HookFn = Callable[[], Any]
@@ -86,7 +87,7 @@ async def call_bounded(fn: Callable[[], Any], deadline: float) -> Any:
     loop = asyncio.get_running_loop()
     if inspect.iscoroutinefunction(fn):
         # Owned here: awaited until the deadline, then cancelled and abandoned.
-        work: asyncio.Future[Any] = loop.create_task(fn(), name=f"lameduck-call:{_name_of(fn)}")
+        work: asyncio.Future[Any] = tracking.start(fn(), name=f"lameduck-call:{_name_of(fn)}")
     else:
         work = loop.create_future()
 

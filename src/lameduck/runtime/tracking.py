@@ -1,6 +1,8 @@
-"""Every task has an owner: the only module that creates tasks.
+"""Every task has an owner: the only module that creates tasks (tests/unit/test_layering.py enforces it).
 
-Three kinds of task live here:
+``start`` creates a task for a caller that owns it outright (awaits it, or cancels it): a hook run under its
+timeout, a shared health check, the ASGI lifespan, the driver under ``lameduck.wrap``. ``Tracker`` owns the rest.
+Three kinds of task live in a Tracker:
 - *work*: WebSockets (and, under ``lameduck.wrap``, requests) registered by the ASGI middleware while they
   run, and tracked background tasks started with ``spawn``. (Under ``lameduck serve`` the engine's own task set
   stands for the requests: see ``Frontend.pending``.) The drain waits for all of it; the deadline cancels what is left.
@@ -22,13 +24,18 @@ from lameduck.runtime.events import emit
 T = TypeVar("T")
 
 
+def start(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """Create a task that the caller owns: it must await it or cancel it (nothing else will)."""
+    return asyncio.get_running_loop().create_task(coro, name=name)
+
+
 class Tracker:
     """Owns the tasks of one running service."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         #: Tasks running app code for a WebSocket (or a request, under ``lameduck.wrap``); added by the middleware.
-        self.requests: set[asyncio.Task[Any]] = set()
+        self.app_tasks: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._service: set[asyncio.Task[Any]] = set()
         self._closers: dict[asyncio.Task[Any], Callable[[], Coroutine[Any, Any, None]]] = {}
@@ -107,7 +114,7 @@ class Tracker:
 
     def work(self) -> set[asyncio.Task[Any]]:
         """Accepted work still running: requests, WebSockets and background tasks."""
-        return self.requests | self._background
+        return self.app_tasks | self._background
 
     def cancel(self, tasks: set[asyncio.Task[Any]]) -> None:
         """Cancel ``tasks`` as lameduck's deadline: the middleware and ``spawn`` count them as aborted."""

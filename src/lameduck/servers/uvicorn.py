@@ -29,6 +29,7 @@ from uvicorn.lifespan.off import LifespanOff
 
 from lameduck.asgi.types import ASGIApp
 from lameduck.config import Settings
+from lameduck.runtime import tracking
 from lameduck.runtime.events import emit
 from lameduck.runtime.tracking import Tracker
 from lameduck.servers import listener
@@ -166,7 +167,7 @@ class UvicornFrontend:
             if transport is not None:
                 transport.abort()  # the last step: unflushed bytes to a client that stopped reading are dropped
         # From 3.12 wait_closed() also waits for connections; they were all aborted just above.
-        waits = [asyncio.ensure_future(server.wait_closed()) for server in self.server.servers]
+        waits = [tracking.start(server.wait_closed(), name=f"{self.name}-closed") for server in self.server.servers]
         if waits:
             await asyncio.wait(waits, timeout=_STOP_WAIT)
             for wait in waits:
