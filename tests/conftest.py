@@ -114,9 +114,13 @@ def start_service(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     timeout: float = 20.0,
+    command: list[str] | None = None,
 ) -> Service:
-    """Start ``lameduck serve APP --port 0 --log-format json ARGS`` from the repo root."""
-    cmd = [sys.executable, "-m", "lameduck", "serve", app, "--port", "0", "--log-format", "json", *args]
+    """Start ``lameduck serve APP --port 0 --log-format json ARGS`` from the repo root.
+
+    ``command`` replaces that command line (configure it through ``env``: LAMEDUCK_PORT=0 ...).
+    """
+    cmd = command or [sys.executable, "-m", "lameduck", "serve", app, "--port", "0", "--log-format", "json", *args]
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("LAMEDUCK_")}
     child_env.pop("KUBERNETES_SERVICE_HOST", None)
     child_env["PYTHONUNBUFFERED"] = "1"

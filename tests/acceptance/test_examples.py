@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from typing import Any
 
@@ -35,3 +36,17 @@ def test_hello_example_serves_and_drains(serve: Any) -> None:
     assert svc.wait(10) == 0
     assert "cleanup hook ran" in svc.stdout
     assert svc.summary()["outcome"] == "clean"
+
+
+def test_run_api_example_runs_as_written(serve: Any) -> None:
+    svc = serve(
+        "",
+        command=[sys.executable, "examples/run_api.py"],
+        env={"LAMEDUCK_PORT": "0", "LAMEDUCK_LOG_FORMAT": "json"},
+    )
+    assert asyncio.run(get(HOST, svc.port, "/")).body == b"hello\n"
+    svc.send(signal.SIGTERM)
+    assert svc.wait(10) == 0
+    assert svc.summary()["outcome"] == "clean"
+    assert "cleanup hook ran" in svc.stdout
+    assert svc.named("lameduck.budget")[0]["cleanup"] == 2

@@ -44,6 +44,17 @@ for _name in filter(None, os.environ.get("APP_HOOKS", "ok").split(",")):
     lameduck.on_cleanup(_make(_name), timeout=0.5 if _name == "slow" else None)
 
 
+CHECK_CALLS = [0]
+
+if os.environ.get("APP_SLOW_CHECK"):
+
+    @lameduck.readiness_check(timeout=2.0, cache=5.0)
+    async def slow_dependency() -> bool:
+        CHECK_CALLS[0] += 1
+        await asyncio.sleep(0.3)  # a dependency that is slow to answer: the probe storm must not multiply it
+        return True
+
+
 if os.environ.get("APP_READY_FILE"):
 
     @lameduck.readiness_check(timeout=0.5, cache=0.0)
@@ -115,6 +126,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for _ in range(100):  # swallows every cancellation: only the exit guard ends the process
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(3600)
+    elif path == "/checks":
+        await _text(send, 200, f"{CHECK_CALLS[0]}\n".encode())
+    elif path == "/outbound":
+        import httpx  # a test dependency: the outbound call lameduck's cancellation must reach
+
+        async with httpx.AsyncClient(timeout=lameduck.time_left(default=60.0, reserve=0.5)) as client:
+            try:
+                response = await client.get(query["url"])
+            except asyncio.CancelledError:
+                out("outbound cancelled")
+                raise
+            except httpx.TimeoutException:
+                await _text(send, 504, b"upstream timed out before the drain deadline\n")
+                return
+        await _text(send, 200, response.content)
     elif path == "/spawn":
         lameduck.spawn(_background(float(query.get("s", "1"))), name="background")
         await _text(send, 202, b"spawned\n")

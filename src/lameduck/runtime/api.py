@@ -55,15 +55,17 @@ def drain_deadline() -> float | None:
     return None if deadline is None else deadline.at
 
 
-def time_left(default: float | None = None) -> float | None:
-    """Seconds until the drain deadline (never negative), or ``default`` when no shutdown has started.
+def time_left(default: float | None = None, *, reserve: float = 0.0) -> float | None:
+    """Seconds until the drain deadline minus ``reserve`` (never negative), or ``default`` before shutdown.
 
-    Made for outbound timeouts: ``httpx.get(url, timeout=lameduck.time_left(default=10))``.
+    Made for outbound timeouts: ``httpx.get(url, timeout=lameduck.time_left(default=10, reserve=0.5))`` gives
+    up on the call ``reserve`` seconds before the deadline, leaving the handler time to answer (a 504, say)
+    instead of being cancelled mid-call.
     """
     at = drain_deadline()
     if at is None or _current is None:
         return default
-    left = max(0.0, at - _current.now())
+    left = max(0.0, at - _current.now() - reserve)
     return left if default is None else min(left, default)
 
 
