@@ -99,6 +99,23 @@ def _optional_text(raw: Any) -> str | None:
     return None if raw is None or str(raw).strip() == "" else str(raw).strip()
 
 
+#: What ``--help`` shows for a value (seconds unless listed).
+_METAVARS = {
+    "host": "HOST",
+    "port": "PORT",
+    "probe_port": "PORT",
+    "probe_host": "HOST",
+    "live_path": "PATH",
+    "ready_path": "PATH",
+    "startup_path": "PATH",
+    "backlog": "N",
+    "http": "{auto,h11,httptools}",
+    "loop": "{auto,asyncio,uvloop}",
+    "log_format": "{text,json}",
+    "log_level": "{debug,info,warning,error}",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One row of the settings table."""
@@ -110,11 +127,14 @@ class Setting:
     help: str
     positional: bool = False
     boolean: bool = False
-    metavar: str | None = None
 
     @property
     def flag(self) -> str:
         return self.name.upper() if self.positional else "--" + self.name.replace("_", "-")
+
+    @property
+    def metavar(self) -> str:
+        return _METAVARS.get(self.name, "SECONDS")
 
     @property
     def env(self) -> str:

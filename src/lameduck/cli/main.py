@@ -42,7 +42,7 @@ def _add(parser: argparse.ArgumentParser, setting: Setting) -> None:
             setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None, help=env_help
         )
     else:
-        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar="VALUE", help=env_help)
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.metavar, help=env_help)
 
 
 def build_parser() -> argparse.ArgumentParser:

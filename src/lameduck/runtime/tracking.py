@@ -23,6 +23,10 @@ from lameduck.runtime.events import emit
 
 T = TypeVar("T")
 
+#: Service tasks are lameduck's own and stop at once when cancelled; this only bounds a surprise. It comes out
+#: of the margin after cleanup, as does the frontends' final close (servers/uvicorn.py _STOP_WAIT).
+_SERVICE_STOP_WAIT = 0.2
+
 
 def start(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     """Create a task that the caller owns: it must await it or cancel it (nothing else will)."""
@@ -92,7 +96,7 @@ class Tracker:
         for task in list(self._service):
             task.cancel()
         if self._service:
-            await asyncio.wait(list(self._service), timeout=1.0)
+            await asyncio.wait(list(self._service), timeout=_SERVICE_STOP_WAIT)
 
     # -- WebSockets -----------------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ _DATE_TICK = 1.0
 #: closed) has a client that is about to send its request: it gets this long to do so before it counts as idle.
 FRESH_GRACE = 0.5
 #: Longest wait for the asyncio servers to report closed at the very end.
-_STOP_WAIT = 0.5
+_STOP_WAIT = 0.2
 #: How often fresh connections are re-checked during that grace (a bounded poll: uvicorn has no hook for
 #: "first bytes arrived").
 _FRESH_POLL = 0.01
