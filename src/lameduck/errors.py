@@ -9,7 +9,7 @@
     ├── StartupError          the app's lifespan startup failed or a startup check never passed
     ├── LifecycleError        an illegal transition of the lifecycle core (a bug in lameduck, not in the app)
     ├── NotRunningError       a runtime API (spawn, time_left, ...) was used outside a running lameduck service
-    └── ShuttingDownError     new work was submitted after the drain deadline passed; it would only be cancelled
+    └── ShuttingDownError     background work was submitted once cleanup had begun; it would race the hooks
 
 The library raises these; only the CLI turns them into exit codes (see ``lameduck.core.outcome``).
 """
@@ -56,4 +56,4 @@ class NotRunningError(LameduckError):
 
 
 class ShuttingDownError(LameduckError):
-    """Work was submitted after the drain deadline; starting it now would only mean cancelling it."""
+    """Background work was submitted once cleanup had begun (after the drain); it would race the hooks."""

@@ -16,9 +16,7 @@ from typing import Any
 
 from uvicorn.importer import ImportFromStringError, import_from_string
 
-from lameduck.asgi.lifespan import Lifespan
-from lameduck.asgi.middleware import LameduckMiddleware
-from lameduck.asgi.probes import Probes
+from lameduck.asgi.stack import build
 from lameduck.asgi.types import ASGIApp
 from lameduck.config import Settings
 from lameduck.core.outcome import ExitCode, Outcome
@@ -112,28 +110,26 @@ async def serve(
     """Run one service on already-bound ``sockets`` (app first, then the probe socket if any)."""
     driver = Driver(config, registry)
     driver.on_finished = on_finished
-    lifespan = Lifespan(app)
-    probes = Probes(driver, config)
-    wrapped = LameduckMiddleware(
-        app, driver, probes=probes if config.probes_on_app_port() else None, state=lifespan.state
-    )
+    stack = build(app, driver, config, probes_on_app_port=config.probes_on_app_port())
     driver.frontends.append(
-        UvicornFrontend("app", wrapped, config, sockets[0], driver.tracker, access_log=config.access_log)
+        UvicornFrontend(
+            "app",
+            stack.middleware,
+            config,
+            sockets[0],
+            driver.tracker,
+            access_log=config.access_log,
+            state=stack.lifespan.state,
+        )
     )
     if len(sockets) > 1:
         driver.probe_frontends.append(
-            UvicornFrontend("probes", probes, config, sockets[1], driver.tracker, access_log=False)
+            UvicornFrontend("probes", stack.probes, config, sockets[1], driver.tracker, access_log=False)
         )
-
-    async def startup() -> None:
-        await lifespan.startup()
-        if lifespan.started:
-            # Registered now, so it runs after hooks registered later and before those registered earlier.
-            driver.add_late_hook("lifespan.shutdown", lifespan.shutdown, None)
 
     api._set_current(driver)
     try:
-        return await driver.run(startup)
+        return await driver.run(stack.startup)
     finally:
-        lifespan.abort()
+        stack.lifespan.abort()
         api._set_current(None)

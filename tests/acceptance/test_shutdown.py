@@ -203,6 +203,13 @@ def test_hung_request_is_cancelled_at_the_deadline(serve: Any) -> None:
     assert svc.named("lameduck.drain.deadline")
 
 
+def test_lifespan_state_reaches_requests(serve: Any) -> None:
+    svc = serve("tests.apps.basic:app")
+    assert asyncio.run(get(HOST, svc.port, "/state")).body == b"connected\n"
+    svc.send(signal.SIGTERM)
+    assert svc.wait(10) == 0
+
+
 def test_tracked_background_task_is_awaited(serve: Any) -> None:
     svc = serve("tests.apps.basic:app")
 

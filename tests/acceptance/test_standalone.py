@@ -42,6 +42,7 @@ def test_wrap_gives_readiness_flip_lame_duck_window_and_hooks_under_uvicorn() ->
                     pass
                 assert time.monotonic() < deadline, "uvicorn never became ready"
                 await asyncio.sleep(0.05)
+            facts["state"] = (await get(HOST, port, "/state")).body
             slow = asyncio.create_task(get(HOST, port, "/slow?s=1.5"))
             await asyncio.sleep(0.2)
             sent = time.perf_counter()
@@ -66,6 +67,7 @@ def test_wrap_gives_readiness_flip_lame_duck_window_and_hooks_under_uvicorn() ->
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    assert facts["state"] == b"connected\n", "the lifespan state reaches requests under wrap too"
     assert facts["flip"] < 0.1  # type: ignore[operator]
     assert facts["during"] == (200, True)
     assert facts["slow"] == 200

@@ -73,11 +73,12 @@ async def _text(send: Any, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
+async def _lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             out("lifespan startup")
+            scope["state"]["pool"] = "connected"  # ASGI lifespan state: every request sees a copy
             try:
                 await asyncio.sleep(float(os.environ.get("APP_STARTUP_DELAY", "0")))
             except asyncio.CancelledError:
@@ -100,7 +101,7 @@ async def _background(seconds: float) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await _lifespan(scope, receive, send)
         return
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
@@ -126,6 +127,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for _ in range(100):  # swallows every cancellation: only the exit guard ends the process
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(3600)
+    elif path == "/state":
+        await _text(send, 200, f"{scope.get('state', {}).get('pool')}\n".encode())
     elif path == "/checks":
         await _text(send, 200, f"{CHECK_CALLS[0]}\n".encode())
     elif path == "/outbound":

@@ -147,6 +147,39 @@ def test_websocket_protocols_have_no_cycle() -> None:
     asyncio.run(scenario())
 
 
+def test_lifespan_off_state_is_copied_into_each_request() -> None:
+    """lameduck runs the lifespan and puts its state in LifespanOff.state; uvicorn copies it per request."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["state"])
+        scope["state"]["mutated"] = True
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario() -> None:
+        sock = listener.bind(HOST, 0, 128)
+        config = uvicorn.Config(app, lifespan="off", http="httptools", log_config=None, interface="asgi3")
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = LifespanOff(config)
+        shared = {"pool": "db"}
+        server.lifespan.state = shared
+        await server.startup(sockets=[sock])
+        try:
+            conn = Connection(HOST, sock.getsockname()[1])
+            await conn.request()
+            await conn.request()
+            conn.close()
+        finally:
+            await stop(server)
+        assert [s["pool"] for s in seen] == ["db", "db"]
+        assert seen[0] is not seen[1], "a copy per request"
+        assert "mutated" not in shared
+
+    asyncio.run(scenario())
+
+
 def test_lifespan_off_and_loop_factory() -> None:
     config = uvicorn.Config(make_app(asyncio.Event()), lifespan="off", loop="auto")
     assert LifespanOff(config).state == {}

@@ -316,3 +316,8 @@ def test_shown_defaults() -> None:
     assert shown["grace"] == "30"
     assert shown["lame_duck"] == "auto"
     assert shown["port"] == "8000"
+
+
+def test_settings_dataclass_defaults_are_the_table_defaults() -> None:
+    """Settings() spells each default a second time (for typing); it must agree with SETTINGS."""
+    assert Settings() == Settings.load({}, {})

@@ -21,10 +21,10 @@ from lameduck.runtime.events import emit
 class Lifespan:
     """Drive the lifespan protocol of one app: ``startup()``, later ``shutdown()``."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, state: dict[str, Any] | None = None) -> None:
         self.app = app
-        #: The lifespan state (ASGI ``scope["state"]``); each request gets a shallow copy.
-        self.state: dict[str, Any] = {}
+        #: The lifespan state (ASGI ``scope["state"]``); the server gives each request a shallow copy.
+        self.state: dict[str, Any] = {} if state is None else state
         self.supported = True
         self.started = False
         self._receive: asyncio.Queue[Message] = asyncio.Queue()

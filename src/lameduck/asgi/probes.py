@@ -6,12 +6,13 @@ Bodies are one word by default (``ok``, ``draining``): no stack traces, hostname
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lameduck.asgi.types import Receive, Scope, Send
 from lameduck.config import Settings
-from lameduck.runtime.driver import Driver, verbose_body
+from lameduck.runtime.driver import Driver
 
 Answer = Callable[[], Awaitable[tuple[bool, str, list[dict[str, Any]]]]]
 
@@ -73,3 +74,19 @@ async def _respond(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def verbose_body(ok: bool, status: str, failed: list[dict[str, Any]], driver: Driver) -> bytes:
+    """The probe body when ``--probe-verbose`` is on: phase, counts and failing checks."""
+    stats = driver.lifecycle.statistics(driver.now())
+    return json.dumps(
+        {
+            "ok": ok,
+            "status": status,
+            "phase": str(stats.phase),
+            "in_flight": stats.ledger.total_in_flight,
+            "deadline_in": stats.deadline_in,
+            "failed_checks": failed,
+            "kinds": {str(k): v for k, v in stats.ledger.in_flight.items() if v},
+        }
+    ).encode()

@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
 from typing import Any
 
-from lameduck.asgi.lifespan import Lifespan
 from lameduck.asgi.middleware import LameduckMiddleware
-from lameduck.asgi.probes import Probes
+from lameduck.asgi.stack import build
 from lameduck.asgi.types import ASGIApp, Receive, Scope, Send
 from lameduck.config import Settings
 from lameduck.runtime import api, events, signals, tracking
@@ -76,51 +74,43 @@ class Wrapped:
         self.registry = registry
         self.driver: Driver | None = None
         self._inner: LameduckMiddleware | None = None
-        self._run: asyncio.Task[Any] | None = None
-        self._restore: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if self._inner is None:  # the server runs without lifespan: nothing was started
             await self.app(scope, receive, send)
             return
         await self._inner(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
         events.configure(self.settings.log_format, self.settings.log_level)
-        driver = self.driver = Driver(self.settings, self.registry)
-        driver.track_requests = True  # the server's own task set is out of reach here
-        lifespan = Lifespan(self.app)
-        probes = Probes(driver, self.settings)
-        self._inner = LameduckMiddleware(self.app, driver, probes=probes, state=lifespan.state)
-        loop = asyncio.get_running_loop()
-        restore, handlers = signals.install(loop, driver.request_stop, chain=True)
+        # The server's own task set is out of reach here, so the middleware tracks each request's task.
+        driver = self.driver = Driver(self.settings, self.registry, track_requests=True)
+        # The server's lifespan state: it copies this dict into every request's scope.
+        stack = build(self.app, driver, self.settings, probes_on_app_port=True, state=scope.get("state"))
+        self._inner = stack.middleware
+        restore, handlers = signals.install(asyncio.get_running_loop(), driver.request_stop, chain=True)
         driver.frontends.append(_ServerHandoff(handlers))
-
-        async def startup() -> None:
-            await lifespan.startup()
-            if lifespan.started:
-                driver.add_late_hook("lifespan.shutdown", lifespan.shutdown, None)
-
         api._set_current(driver)
         # Owned here: the driver runs for the life of the server and is awaited at lifespan shutdown.
-        self._run = tracking.start(driver.run(startup, restore_signals=restore), name="lameduck:driver")
+        run = tracking.start(driver.run(stack.startup, restore_signals=restore), name="lameduck:driver")
         await driver.started_event.wait()
-        if driver.lifecycle.outcome().startup_error is not None:
-            await send({"type": "lifespan.startup.failed", "message": driver.lifecycle.outcome().startup_error})
+        if (error := driver.lifecycle.startup_error) is not None:
+            await send({"type": "lifespan.startup.failed", "message": error})
             return
         await send({"type": "lifespan.startup.complete"})
-        message = await receive()  # lifespan.shutdown: the server has closed its listener and drained
-        if driver.lifecycle.phase.value in ("starting", "ready"):
+        await receive()  # lifespan.shutdown: the server has closed its listener and drained
+        if not driver.lifecycle.is_stopping():
             driver.request_stop("server")  # the server stopped for its own reasons (e.g. --limit-max-requests)
         try:
-            async with asyncio.timeout(self.settings.budget().total):
-                await self._run
+            async with asyncio.timeout(driver.budget.total):
+                await run
         finally:
+            stack.lifespan.abort()
             api._set_current(None)
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -1,9 +1,10 @@
 """The lifecycle state machine: ``feed(trigger, now) -> actions``.
 
 Sans-I/O: the driver reports what happened (a signal, the time passing, "nothing left in flight", "cleanup
-finished") together with the current monotonic time, and gets back the actions to carry out, in order. Deadlines
-are computed once, at the first signal, from the ``Budget``; ``wake_at`` tells the driver when to feed a ``Tick``
-next, so nothing polls.
+finished") together with the current monotonic time, and gets back the actions to carry out, in order. The
+lame-duck and drain deadlines are fixed at the first signal (from when it arrived), the cancel and cleanup
+deadlines when cleanup begins, all from the ``Budget``; ``wake_at`` tells the driver when to feed a ``Tick`` next,
+so nothing polls.
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ class Lifecycle:
     def is_stopping(self) -> bool:
         """True from the first signal on (the lame-duck window included)."""
         return self._phase in (Phase.DRAINING, Phase.CLOSING, Phase.STOPPING, Phase.STOPPED)
+
+    @property
+    def startup_error(self) -> str | None:
+        return self._startup_error
 
     @property
     def drain_deadline(self) -> Deadline | None:

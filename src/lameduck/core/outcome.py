@@ -51,5 +51,4 @@ class Outcome:
             ExitCode.CLEAN: "clean",
             ExitCode.ABORTED: "aborted",
             ExitCode.STARTUP_FAILED: "startup-failed",
-            ExitCode.USAGE: "usage",
         }[self.exit_code]

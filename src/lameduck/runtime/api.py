@@ -77,7 +77,7 @@ async def wait_draining() -> None:
 def spawn(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
     """Start background work that the drain waits for and the deadline cancels (counted as ``task``).
 
-    Raises ``ShuttingDownError`` after the drain deadline, ``NotRunningError`` outside a running service.
+    Raises ``ShuttingDownError`` once cleanup has begun, ``NotRunningError`` outside a running service.
     """
     return current().tracker.spawn(coro, name=name)
 

@@ -43,7 +43,6 @@ class Health:
         self._cache: dict[str, _Cached] = {}
         self._inflight: dict[str, asyncio.Task[CheckResult]] = {}
         self.watchdog_threshold = watchdog
-        self.worst_block = 0.0
         self._blocked_until = 0.0
         self._blocked_for = 0.0
 
@@ -105,7 +104,6 @@ class Health:
             before = loop.time()
             await asyncio.sleep(WATCHDOG_INTERVAL)
             lag = loop.time() - before - WATCHDOG_INTERVAL
-            self.worst_block = max(self.worst_block, lag)
             if self.watchdog_threshold > 0 and lag > self.watchdog_threshold:
                 self._blocked_for = lag
                 self._blocked_until = loop.time() + WATCHDOG_HOLD

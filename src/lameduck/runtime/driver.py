@@ -8,7 +8,6 @@ action in order. Nothing polls a flag.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -48,17 +47,16 @@ STARTUP_CHECK_RETRY = 0.5
 STARTUP_ABORT_WAIT = 1.0
 
 Startup = Callable[[], Awaitable[None]]
-Shutdown = Callable[[], Awaitable[None]]
 
 
 class Driver:
     """Runs one service: ``await Driver(settings, registry).run(...)`` returns its ``Outcome``.
 
-    The ASGI middleware reads ``lifecycle``, ``tracker`` and ``connection_close`` on every request; they are
-    plain attributes for that reason.
+    The ASGI middleware reads ``plain`` on every request (and the flags behind it when it is False); they are
+    plain attributes for that reason, kept in step by ``_update_plain``.
     """
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, *, track_requests: bool = False) -> None:
         self.settings = settings
         self.budget = settings.budget()
         self.registry = registry
@@ -68,11 +66,11 @@ class Driver:
         self.health = Health(registry.checks, watchdog=settings.watchdog)
         #: Every response from now on carries ``Connection: close`` (the lame-duck window and after).
         self.connection_close = False
-        #: App requests get 503 instead of the app: before startup completed, and after the drain deadline.
+        #: App requests get 503 instead of the app: before startup completed, and once cleanup has begun.
         self.refusing = True
         #: The middleware registers each request's task for the drain: only where no engine can list them
         #: (``lameduck.wrap``); ``lameduck serve`` drains and cancels uvicorn's own task set.
-        self.track_requests = False
+        self.track_requests = track_requests
         #: None of the above: the middleware's fast path (one attribute read per request).
         self.plain = False
         self.frontends: list[Frontend] = []
@@ -134,7 +132,7 @@ class Driver:
     async def started(self) -> tuple[bool, str, list[dict[str, Any]]]:
         if self.lifecycle.phase is Phase.STARTING:
             return False, "starting", []
-        if self.lifecycle.outcome().startup_error is not None:
+        if self.lifecycle.startup_error is not None:
             return False, "startup failed", []
         return True, "started", []
 
@@ -232,10 +230,9 @@ class Driver:
             case PhaseChanged(old, new, event, deadline):
                 if old is Phase.STARTING:
                     self.started_event.set()
-                if old is Phase.STARTING or new is Phase.STOPPING:
-                    # Work arriving once cleanup runs would race the hooks: refuse it (503, Connection: close).
-                    self.refusing = new is not Phase.READY and new is not Phase.DRAINING
-                    self._update_plain()
+                # Before startup completes, and once cleanup runs (work then would race the hooks): 503.
+                self.refusing = new in (Phase.STARTING, Phase.STOPPING, Phase.STOPPED)
+                self._update_plain()
                 if new is Phase.STOPPING:
                     self.tracker.closed = True
                 if new is Phase.DRAINING or (new is Phase.STOPPING and old is Phase.STARTING):
@@ -329,8 +326,6 @@ class Driver:
             tasks=len(tasks),
             in_flight=in_flight,
         )
-        self.refusing = True
-        self._update_plain()
         self.tracker.cancel(tasks)
         if tasks and deadline is not None:
             _done, stuck = await asyncio.wait(tasks, timeout=max(0.0, deadline - self.now()))
@@ -356,7 +351,7 @@ class Driver:
             "aborted": {str(k): v for k, v in outcome.aborted.items()},
             "failed": {str(k): v for k, v in outcome.failed.items()},
             "failed_hooks": list(outcome.failed_hooks),
-            "requests": sum(stats.completed.values()) + sum(stats.failed.values()) + sum(stats.aborted.values()),
+            "requests": stats.completed[Kind.REQUEST] + stats.failed[Kind.REQUEST] + stats.aborted[Kind.REQUEST],
             **self._figures,
         }
         if self._stop_mono is not None:
@@ -380,19 +375,3 @@ _PHASE_MESSAGES = {
     Phase.STOPPED: "stopped",
     Phase.STARTING: "starting",
 }
-
-
-def verbose_body(ok: bool, status: str, failed: list[dict[str, Any]], driver: Driver) -> bytes:
-    """The probe body when ``--probe-verbose`` is on: phase, counts and failing checks."""
-    stats = driver.lifecycle.statistics(driver.now())
-    return json.dumps(
-        {
-            "ok": ok,
-            "status": status,
-            "phase": str(stats.phase),
-            "in_flight": stats.ledger.total_in_flight,
-            "deadline_in": stats.deadline_in,
-            "failed_checks": failed,
-            "kinds": {str(k): v for k, v in stats.ledger.in_flight.items() if v and k is not Kind.JOB},
-        }
-    ).encode()

@@ -32,7 +32,8 @@ class Frontend(Protocol):
         number closed now."""
 
     def pending(self) -> set[asyncio.Task[Any]]:
-        """Engine tasks for requests that may not have reached the ASGI app yet (the drain waits for them)."""
+        """Everything of the engine's that the drain must wait for: one task per request being served (the
+        deadline cancels through these) and any grace the frontend itself is still giving connections."""
 
     async def stop(self) -> None:
         """Close the listener (if still open) and every connection; the last step before exit."""

@@ -137,7 +137,7 @@ async def run_cleanup(
     failed: list[str] = []
     for name, fn, timeout in reversed(ordered):
         started = time.perf_counter()
-        limit = deadline.at if timeout is None else min(deadline.at, loop.time() + timeout)
+        limit = (deadline if timeout is None else deadline.min(Deadline.after(loop.time(), timeout))).at
         if limit <= loop.time():
             failed.append(name)
             emit(

@@ -13,7 +13,8 @@ shutdown step itself. The uvicorn internals touched here, each pinned by tests/i
   busy connections,
 - ``Server.on_tick(0)``, which refreshes the cached ``Date`` header (uvicorn's main loop, which we do not run,
   calls it every second),
-- ``Server.lifespan`` (set to ``LifespanOff``; lameduck runs the lifespan itself).
+- ``Server.lifespan`` (set to ``LifespanOff``, whose ``state`` dict uvicorn copies into each request's scope;
+  lameduck runs the lifespan itself and puts its state there).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class UvicornFrontend:
         tracker: Tracker,
         *,
         access_log: bool,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.sock = sock
@@ -81,6 +83,9 @@ class UvicornFrontend:
         self.config.load()
         self.server = uvicorn.Server(self.config)
         self.server.lifespan = LifespanOff(self.config)
+        if state is not None:
+            # lameduck runs the lifespan; uvicorn hands each request a copy of this dict as scope["state"].
+            self.server.lifespan.state = state
         self._address = _format(sock.getsockname())
         self._closed = False
         #: Connections open when the lame-duck window began: at its end, the idle ones close at once.
@@ -111,6 +116,9 @@ class UvicornFrontend:
                 frontend=self.name,
                 result=how,
             )
+        self._close_servers()
+
+    def _close_servers(self) -> None:
         for server in self.server.servers:
             server.close()
         self._closed = True
@@ -146,10 +154,7 @@ class UvicornFrontend:
         while loop.time() < until and any(_is_idle(c) and not c.transport.is_closing() for c in fresh):  # noqa: ASYNC110
             await asyncio.sleep(_FRESH_POLL)
         for connection in fresh:
-            if _is_idle(connection):
-                connection.shutdown()
-            elif connection.cycle is not None:
-                connection.cycle.keep_alive = False  # same as shutdown() on a busy connection
+            connection.shutdown()  # idle: closed now; busy: closes after its response
 
     def pending(self) -> set[asyncio.Task[Any]]:
         tasks = set(self.server.server_state.tasks)
@@ -159,9 +164,7 @@ class UvicornFrontend:
 
     async def stop(self) -> None:
         if not self._closed:
-            for server in self.server.servers:
-                server.close()
-            self._closed = True
+            self._close_servers()
         for connection in list(self.server.server_state.connections):
             transport = getattr(connection, "transport", None)
             if transport is not None:

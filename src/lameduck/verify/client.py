@@ -20,7 +20,8 @@ class Failure(enum.StrEnum):
     CONNECT_RESET = "connect-reset"  # reset before the request was sent (safe to retry)
     RESET = "reset"  # reset after the request was sent: a lost request
     EOF = "eof"  # closed without a (complete) response after the request was sent: a lost request
-    TIMEOUT = "timeout"
+    CONNECT_TIMEOUT = "connect-timeout"  # connect() never completed: nothing was sent
+    TIMEOUT = "timeout"  # no response in time after the request was sent
     PROTOCOL = "protocol"  # the server sent something that is not HTTP/1.1
 
     @property
@@ -72,7 +73,7 @@ class Connection:
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise RequestFailedError(Failure.CONNECT_RESET, str(exc)) from None
         except TimeoutError:
-            raise RequestFailedError(Failure.TIMEOUT, "connect") from None
+            raise RequestFailedError(Failure.CONNECT_TIMEOUT, "connect") from None
         self.conn = h11.Connection(h11.CLIENT)
 
     async def request(
