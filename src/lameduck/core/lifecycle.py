@@ -94,6 +94,10 @@ Output = Action | PhaseChanged | Progress
 
 #: Progress is reported this often while draining (the issue asks for once per second).
 PROGRESS_INTERVAL = 1.0
+#: Phases that wait for something while reporting progress.
+_WAITING = (Phase.DRAINING, Phase.CLOSING)
+#: Phases that end by time, and the event their deadline raises.
+_TIMED = {Phase.STARTING: Event.START_FAILED, Phase.DRAINING: Event.LAME_DUCK_OVER, Phase.CLOSING: Event.DEADLINE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,8 @@ class Lifecycle:
         self._startup_error: str | None = None
         self._startup_aborted = False
         self._failed_hooks: tuple[str, ...] = ()
-        self._startup_deadline = Deadline.after(now, startup_timeout)
+        #: When the current phase ends by time: startup timeout, lame-duck window, drain, or cleanup.
+        self._phase_end = Deadline.after(now, startup_timeout)
         self._stop_at: float | None = None
         self._lame_duck_end = Deadline.never()
         self._drain_end = Deadline.never()
@@ -151,11 +156,9 @@ class Lifecycle:
     def wake_at(self) -> float | None:
         """The next instant at which the driver must feed a ``Tick`` (None: only on other triggers)."""
         if self._phase is Phase.STARTING:
-            return self._startup_deadline.at
-        if self._phase is Phase.DRAINING:
-            return min(self._lame_duck_end.at, self._next_progress)
-        if self._phase is Phase.CLOSING:
-            return min(self._drain_end.at, self._next_progress)
+            return self._phase_end.at
+        if self._phase in _WAITING:
+            return min(self._phase_end.at, self._next_progress)
         return None
 
     def statistics(self, now: float) -> Statistics:
@@ -198,9 +201,8 @@ class Lifecycle:
         # Time-driven events that are already due (a lame-duck window of 0 ends the moment it starts).
         while (due := self._due_event(now)) is not None:
             self._apply(due, now, out)
-        if self._phase in (Phase.DRAINING, Phase.CLOSING) and now >= self._next_progress:
-            left = (self._lame_duck_end if self._phase is Phase.DRAINING else self._drain_end).remaining(now)
-            out.append(Progress(self._phase, self.ledger.in_flight(), left))
+        if self._phase in _WAITING and now >= self._next_progress:
+            out.append(Progress(self._phase, self.ledger.in_flight(), self._phase_end.remaining(now)))
             self._next_progress = now + PROGRESS_INTERVAL
         return tuple(out)
 
@@ -232,14 +234,12 @@ class Lifecycle:
                 return None
 
     def _due_event(self, now: float) -> Event | None:
-        if self._phase is Phase.STARTING and self._startup_deadline.expired(now):
+        event = _TIMED.get(self._phase)
+        if event is None or not self._phase_end.expired(now):
+            return None
+        if event is Event.START_FAILED:
             self._startup_error = "startup timed out"
-            return Event.START_FAILED
-        if self._phase is Phase.DRAINING and self._lame_duck_end.expired(now):
-            return Event.LAME_DUCK_OVER
-        if self._phase is Phase.CLOSING and self._drain_end.expired(now):
-            return Event.DEADLINE
-        return None
+        return event
 
     def _apply(self, event: Event, now: float, out: list[Output]) -> None:
         old = self._phase
@@ -256,20 +256,17 @@ class Lifecycle:
         self._phase = new
 
         cancel_until = Deadline.after(now, self.budget.cancel_wait)
-        cleanup_from = cancel_until.at if Step.CANCEL_REMAINING in steps else now
-        phase_deadline = {
-            Phase.DRAINING: self._lame_duck_end,
-            Phase.CLOSING: self._drain_end,
-            Phase.STOPPING: Deadline.after(cleanup_from, self.budget.cleanup),
-        }.get(new)
         if new is not old:
-            out.append(PhaseChanged(old, new, event, phase_deadline))
-        for step in steps:
-            if step is Step.CANCEL_REMAINING:
-                out.append(Action(step, cancel_until))
-            elif step is Step.RUN_CLEANUP:
-                out.append(Action(step, Deadline.after(cleanup_from, self.budget.cleanup)))
-            elif step is Step.WATCH_DRAIN:
-                out.append(Action(step, self._drain_end))
-            else:
-                out.append(Action(step))
+            cleanup_from = cancel_until.at if Step.CANCEL_REMAINING in steps else now
+            self._phase_end = {
+                Phase.DRAINING: self._lame_duck_end,
+                Phase.CLOSING: self._drain_end,
+                Phase.STOPPING: Deadline.after(cleanup_from, self.budget.cleanup),
+            }.get(new, Deadline.never())
+            out.append(PhaseChanged(old, new, event, None if self._phase_end.at == math.inf else self._phase_end))
+        deadlines = {
+            Step.CANCEL_REMAINING: cancel_until,
+            Step.RUN_CLEANUP: self._phase_end,
+            Step.WATCH_DRAIN: self._drain_end,
+        }
+        out.extend(Action(step, deadlines.get(step)) for step in steps)
