@@ -120,6 +120,11 @@ def shown_command(kind: str, extra: Sequence[str] = ()) -> str:
     return " ".join([cmd, *extra])
 
 
+def shown_commands(lameduck_flags: Sequence[str] = ()) -> dict[str, str]:
+    """Both servers' commands for a Result, lameduck with ``lameduck_flags``."""
+    return {LAMEDUCK: shown_command(LAMEDUCK, lameduck_flags), BARE: shown_command(BARE)}
+
+
 # -- servers ----------------------------------------------------------------------------------------------------
 
 

@@ -152,10 +152,7 @@ def run(*, trials: int = 5, k: int = 20, lo_ms: int = 500, hi_ms: int = 1500, lo
         bare_cell=f"{bare:.1f} ms",
         samples=samples,
         notes=notes,
-        commands={
-            LAMEDUCK: common.shown_command(LAMEDUCK, LAMEDUCK_FLAGS),
-            BARE: common.shown_command(BARE),
-        },
+        commands=common.shown_commands(LAMEDUCK_FLAGS),
     )
     result.seconds = time.perf_counter() - began
     return result

@@ -44,23 +44,14 @@ def _wrk_version() -> str:
 
 def _git() -> str:
     """The commit measured, and whether src/ had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", *args], cwd=common.REPO, capture_output=True, text=True, timeout=10, check=False)
+        return run.stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=common.REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=common.REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "src")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not commit:

@@ -70,7 +70,7 @@ def run(*, trials: int = 3, connections: int = 1000, log=print) -> Result:
             f"before-connection samples (MiB): lameduck {[round(x, 1) for x in baseline[LAMEDUCK]]}, "
             f"bare uvicorn {[round(x, 1) for x in baseline[BARE]]}",
         ],
-        commands={LAMEDUCK: common.shown_command(LAMEDUCK), BARE: common.shown_command(BARE)},
+        commands=common.shown_commands(),
     )
     result.seconds = time.perf_counter() - began
     return result

@@ -81,10 +81,7 @@ def run(*, trials: int = 7, connections: int = 1000, log=print) -> Result:
         bare_cell=f"{bare:.1f} ms (p90 {bp90:.1f})",
         samples=samples,
         notes=notes,
-        commands={
-            LAMEDUCK: common.shown_command(LAMEDUCK, LAMEDUCK_FLAGS),
-            BARE: common.shown_command(BARE),
-        },
+        commands=common.shown_commands(LAMEDUCK_FLAGS),
     )
     result.seconds = time.perf_counter() - began
     return result

@@ -99,8 +99,7 @@ def run(
             *([] if value is not None and value >= TARGET_RATIO else [ANALYSIS_WHEN_MISSED]),
         ],
         commands={
-            LAMEDUCK: common.shown_command(LAMEDUCK),
-            BARE: common.shown_command(BARE),
+            **common.shown_commands(),
             "wrk": " ".join(wrk_command(0, seconds=seconds, connections=connections, threads=threads)).replace(
                 ":0/", ":P/"
             ),

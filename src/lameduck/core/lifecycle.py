@@ -144,6 +144,11 @@ class Lifecycle:
         return self._phase in (Phase.DRAINING, Phase.CLOSING, Phase.STOPPING, Phase.STOPPED)
 
     @property
+    def stopped_at(self) -> float | None:
+        """When the first stop request arrived (on the ``now`` clock); None before it."""
+        return self._stop_at
+
+    @property
     def startup_error(self) -> str | None:
         return self._startup_error
 

@@ -82,7 +82,6 @@ class Driver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._startup_task: asyncio.Task[None] | None = None
         self._late_hooks: list[tuple[str, Callable[[], Awaitable[Any]], float | None]] = []
-        self._stop_mono: float | None = None
         #: Called with the outcome right after the summary line (the CLI arms its exit guard there).
         self.on_finished: Callable[[Outcome], None] | None = None
         self._figures: dict[str, Any] = {}
@@ -105,8 +104,6 @@ class Driver:
             loop.call_soon_threadsafe(self._stop, source, arrived)
 
     def _stop(self, source: str, at: float) -> None:
-        if self._stop_mono is None:
-            self._stop_mono = at
         self._queue.put_nowait(StopRequested(source, at))
 
     def add_late_hook(self, name: str, fn: Callable[[], Awaitable[Any]], timeout: float | None) -> None:
@@ -244,8 +241,8 @@ class Driver:
                 }
                 if deadline is not None:
                     fields["deadline_in"] = round(deadline.remaining(self.now()), 3)
-                if self._stop_mono is not None:
-                    fields["since_signal_ms"] = round((time.monotonic() - self._stop_mono) * 1000, 1)
+                if (stopped := self.lifecycle.stopped_at) is not None:
+                    fields["since_signal_ms"] = round((self.now() - stopped) * 1000, 1)
                 emit(f"phase.{new}", _PHASE_MESSAGES[new], **fields)
             case Progress(phase, in_flight, seconds_left):
                 emit(
@@ -354,8 +351,8 @@ class Driver:
             "requests": stats.completed[Kind.REQUEST] + stats.failed[Kind.REQUEST] + stats.aborted[Kind.REQUEST],
             **self._figures,
         }
-        if self._stop_mono is not None:
-            fields["stop_to_exit_ms"] = round((time.monotonic() - self._stop_mono) * 1000, 1)
+        if (stopped := self.lifecycle.stopped_at) is not None:
+            fields["stop_to_exit_ms"] = round((self.now() - stopped) * 1000, 1)
         if outcome.startup_error:
             fields["startup_error"] = outcome.startup_error
         if outcome.startup_aborted:
