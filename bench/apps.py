@@ -2,6 +2,10 @@
 
 - ``GET /``            a tiny 200 response (``ok\\n``)
 - ``GET /sleep?ms=N``  answers after ``N`` milliseconds (0 ≤ N ≤ 10000)
+- ``POST /orders``     reads the body and answers 201 with its length (a non-idempotent request)
+- ``GET /hang``        never answers (until the server cancels it)
+- ``GET /health/ready`` and ``/health/live``: always 200, as a naive app's probes do; under ``lameduck serve``
+  its own probes answer these paths first, so the same app shows the difference
 """
 
 from __future__ import annotations
@@ -42,7 +46,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if kind != "http":
         return
-    if scope["path"] == "/sleep":
+    path = scope["path"]
+    if path == "/orders" and scope["method"] == "POST":
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"order of %d bytes accepted\n" % size
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if path == "/hang":
+        await asyncio.Event().wait()
+    if path == "/sleep":
         ms = _sleep_ms(scope.get("query_string", b""))
         await asyncio.sleep(ms / 1000)
         body = b"slept %d ms\n" % ms

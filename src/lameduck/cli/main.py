@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lameduck._version import __version__
+from lameduck.cli import verify as verify_cli
 from lameduck.config import SETTINGS, Setting, Settings
 from lameduck.core.outcome import ExitCode, Outcome
 from lameduck.errors import AppLoadError, ConfigError, StartupError
@@ -67,12 +68,35 @@ def build_parser() -> argparse.ArgumentParser:
     for setting in SETTINGS:
         if setting.name in ("grace", "lame_duck", "drain_timeout", "cleanup_timeout"):
             _add(budget, setting)
+    verify = sub.add_parser(
+        "verify",
+        help="prove a service's graceful shutdown, scenario by scenario",
+        usage="lameduck verify [options] -- COMMAND ...",
+        description=verify_cli.DESCRIPTION,
+    )
+    verify_cli.add_arguments(verify)
     return parser
+
+
+#: Subcommands that run another command, given after ``--``.
+_WRAPPERS = ("verify", "rollout")
 
 
 def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
     """Run the CLI; returns the exit code (``entrypoint`` passes it to ``sys.exit``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if argv and argv[0] in _WRAPPERS:
+        if "--" not in argv:
+            _fail(
+                f"{argv[0]}: put the service's command after --, e.g. lameduck {argv[0]} -- uvicorn app:app "
+                "--port {port}"
+            )
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1 :]
     args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        return verify_cli.run(args, command, _fail)
     environ = dict(os.environ if env is None else env)
     values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command is None:

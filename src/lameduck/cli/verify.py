@@ -1,0 +1,191 @@
+"""``lameduck verify [options] -- COMMAND …``: prove one service's shutdown, scenario by scenario.
+
+Exit codes: 0 every selected scenario passed; 1 at least one failed; 2 invalid usage (nothing was started);
+3 the service did not start or never became ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from lameduck.cli import options as opt
+from lameduck.cli.terminal import STYLE, print_view
+from lameduck.core.outcome import ExitCode
+from lameduck.verify.scenarios import NAMES, Options, Result
+from lameduck.verify.target import TargetError, check_command
+
+DESCRIPTION = """Start COMMAND (it must contain {port}), wait for its readiness path, then run each scenario on a
+fresh instance: a bounded load, a signal at a known moment, PASS/FAIL with the figures. Exit 0 only when every
+selected scenario that applies passed."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only this scenario (repeatable; default: all that apply): {', '.join(NAMES)}",
+    )
+    add(
+        "--ready-path",
+        type=opt.url_path,
+        default="/health/ready",
+        metavar="PATH",
+        help="readiness path, awaited before each scenario; for a service without one use / (default %(default)s)",
+    )
+    add(
+        "--live-path",
+        type=opt.optional_url_path,
+        default="/health/live",
+        metavar="PATH",
+        help="liveness path that must stay 2xx while draining; 'none' to skip (default %(default)s)",
+    )
+    add(
+        "--no-probes",
+        dest="probes",
+        action="store_false",
+        help="the service has no readiness probe: skip the readiness scenario",
+    )
+    add("--path", type=opt.url_path, default="/", metavar="PATH", help="a fast 2xx path for load (default /)")
+    add(
+        "--slow-path",
+        type=opt.url_path,
+        metavar="PATH",
+        help="a path answering after ~1-5 s (enables in-flight and second-signal)",
+    )
+    add(
+        "--hang-path",
+        type=opt.url_path,
+        metavar="PATH",
+        help="a path that never answers (enables hung and second-signal)",
+    )
+    add(
+        "--grace",
+        type=opt.seconds(1, 3600),
+        default=30.0,
+        metavar="S",
+        help="the service must exit within this many seconds of the signal (default 30, Kubernetes' default)",
+    )
+    add(
+        "--lame-duck",
+        type=opt.seconds(0, 600),
+        default=0.0,
+        metavar="S",
+        help="the lame-duck window the service is configured with (default 0)",
+    )
+    add("--signal", type=opt.signal_name, default="TERM", metavar="TERM|INT", help="signal to send (default TERM)")
+    add(
+        "--connections", type=opt.integer(1, 1000), default=16, metavar="N", help="busy keep-alive clients (default 16)"
+    )
+    add(
+        "--idle-connections",
+        type=opt.integer(1, 20000),
+        default=200,
+        metavar="N",
+        help="idle keep-alive connections (default 200)",
+    )
+    add(
+        "--readiness-limit",
+        type=opt.seconds(0.01, 60),
+        default=1.0,
+        metavar="S",
+        help="readiness must answer non-2xx within this long of the signal (default 1)",
+    )
+    add(
+        "--idle-limit",
+        type=opt.seconds(0.01, 60),
+        default=1.0,
+        metavar="S",
+        help="with only idle connections, exit within lame-duck + this (default 1)",
+    )
+    add(
+        "--force-limit",
+        type=opt.seconds(0.01, 60),
+        default=3.0,
+        metavar="S",
+        help="exit within this long of a second signal (default 3)",
+    )
+    add(
+        "--startup-timeout",
+        type=opt.seconds(1, 600),
+        default=30.0,
+        metavar="S",
+        help="wait this long for the readiness path (default 30)",
+    )
+    add("--json", type=opt.output_file, metavar="FILE", help="write the full results as JSON")
+    add("--html", type=opt.output_file, metavar="FILE", help="write a self-contained HTML report with timelines")
+
+
+def options_from(args: argparse.Namespace, command: Sequence[str]) -> Options:
+    return Options(
+        command=tuple(command),
+        ready_path=args.ready_path,
+        live_path=args.live_path if args.probes else None,
+        path=args.path,
+        slow_path=args.slow_path,
+        hang_path=args.hang_path,
+        probes=args.probes,
+        grace=args.grace,
+        lame_duck=args.lame_duck,
+        signal=args.signal if not isinstance(args.signal, str) else opt.signal_name(args.signal),
+        readiness_limit=args.readiness_limit,
+        idle_limit=args.idle_limit,
+        force_limit=args.force_limit,
+        connections=args.connections,
+        idle_connections=args.idle_connections,
+        startup_timeout=args.startup_timeout,
+    )
+
+
+def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
+    from lameduck.verify.runner import inapplicable, select, verify
+
+    try:
+        check_command(command)
+        names = select(args.scenario)
+    except ValueError as exc:
+        fail(str(exc))
+    options = options_from(args, command)
+    if args.scenario and (why := inapplicable(options, names)):
+        fail("--scenario: " + "; ".join(why))
+    console = Console(stderr=False, highlight=False)
+
+    def on_result(result: Result) -> None:
+        style = STYLE[result.verdict]
+        console.print(f"[{style}]{result.verdict:4}[/] {result.name}: {result.title}", soft_wrap=True)
+        for check in result.checks:
+            mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+            console.print(f"      {mark} {check.name}: {check.detail}", soft_wrap=True)
+        if result.verdict == "N/A" and result.reason:
+            console.print(f"      [dim]{result.reason}[/]", soft_wrap=True)
+
+    status = console.status("")
+
+    def on_start(name: str, title: str) -> None:
+        status.update(f"{name}: {title} …")
+
+    try:
+        with status:
+            report = asyncio.run(verify(options, names, on_start=on_start, on_result=on_result))
+    except TargetError as exc:
+        sys.stderr.write(f"lameduck verify: error: the service did not start: {exc}\n")
+        return int(ExitCode.STARTUP_FAILED)
+    view = report.to_view()
+    console.print()
+    print_view(console, view)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if args.html is not None:
+        from lameduck.verify.html import render
+
+        args.html.write_text(render(view))
+    return 0 if report.passed else int(ExitCode.ABORTED)
