@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lameduck._version import __version__
+from lameduck.cli import rollout as rollout_cli
 from lameduck.cli import verify as verify_cli
 from lameduck.config import SETTINGS, Setting, Settings
 from lameduck.core.outcome import ExitCode, Outcome
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=verify_cli.DESCRIPTION,
     )
     verify_cli.add_arguments(verify)
+    rollout = sub.add_parser(
+        "rollout",
+        help="a rolling deploy behind HAProxy, every failed request counted",
+        usage="lameduck rollout [options] -- COMMAND ...",
+        description=rollout_cli.DESCRIPTION,
+    )
+    rollout_cli.add_arguments(rollout)
     return parser
 
 
@@ -97,6 +105,8 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         return verify_cli.run(args, command, _fail)
+    if args.command == "rollout":
+        return rollout_cli.run(args, command, _fail)
     environ = dict(os.environ if env is None else env)
     values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command is None:
