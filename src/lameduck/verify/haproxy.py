@@ -23,9 +23,11 @@ What the orchestrator relies on (pinned by tests/integration/test_haproxy.py, ag
 - The readiness check (HTTP GET on ``check_path``, any 2xx passes) keeps running, so a replica that fails its
   readiness is taken out after ``fall`` failed checks, without the orchestrator.
 - ``retries`` and ``option redispatch`` are HAProxy's usual production settings: a connect that is refused (the
-  replica closed its listener but is still marked UP) is retried, and the last retry goes to another server. The
-  client never sees the refusal. kube-proxy has no such retry (the client gets the RST); set ``retries=0`` to
-  model that strictly.
+  replica closed its listener but is still marked UP) is retried on another server, at once (HAProxy 2.6
+  redispatches the first retry when no persistence ties the client to the server, and skips the turn-around
+  pause that a retry on the same server takes). The client never sees the refusal; ``ServerStat.redispatches``
+  counts it. kube-proxy has no such retry (the client gets the RST or, here, a close; an ingress answers 503):
+  set ``retries=0`` to model that strictly.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +53,8 @@ Mode = Literal["tcp", "http"]
 BACKEND = "be"
 FRONTEND = "fe"
 
+#: Names the haproxy executable to use instead of searching for one.
+HAPROXY_ENV = "LAMEDUCK_HAPROXY"
 _CANDIDATES = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 _MISSING = (
     "haproxy not found on PATH; install it: apt-get install -y haproxy (Debian/Ubuntu), dnf install haproxy, "
@@ -72,8 +77,14 @@ class HAProxyMissingError(HAProxyError):
         super().__init__(_MISSING)
 
 
-def find_haproxy() -> str:
-    """The haproxy executable: PATH first, then the sbin directories that are often not on a user's PATH."""
+def find_haproxy(environ: Mapping[str, str] = os.environ) -> str:
+    """The haproxy executable: ``LAMEDUCK_HAPROXY`` if set (a build of one's own), else PATH, then the sbin
+    directories that are often not on a user's PATH."""
+    chosen = environ.get(HAPROXY_ENV)
+    if chosen:
+        if os.path.isfile(chosen) and os.access(chosen, os.X_OK):
+            return chosen
+        raise HAProxyMissingError
     found = shutil.which("haproxy")
     if found:
         return found
@@ -81,6 +92,11 @@ def find_haproxy() -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise HAProxyMissingError
+
+
+def _count(row: dict[str, str], column: str) -> int:
+    value = row.get(column) or "0"
+    return int(value) if value.isdigit() else 0
 
 
 def _ms(seconds: float) -> str:
@@ -98,19 +114,21 @@ class HAProxyConfig:
     #: Kubernetes probes every 10 s by default (periodSeconds); 1 s keeps the same shape at simulation speed.
     #: It is also the check's timeout (HAProxy uses ``inter`` when ``timeout check`` is unset).
     check_interval: float = 1.0
+    #: The interval while a server is DOWN, including a just-added one. The kubelet runs a container's first
+    #: readiness probe right away (initialDelaySeconds 0), so a new replica should join as soon as it is ready,
+    #: not one ``check_interval`` later (HAProxy's first check of a dynamic server waits one interval).
+    down_interval: float = 0.1
     #: Kubernetes' defaults: successThreshold 1 (Ready at the first passing probe), failureThreshold 3.
     rise: int = 1
     fall: int = 3
     #: Replicas are local: a connect either succeeds or is refused at once; 1 s only bounds the unexpected.
-    #: It also bounds the pause HAProxy takes before retrying the same server (min(timeout connect, 1 s)).
     connect_timeout: float = 1.0
-    #: HAProxy's documented examples use 30 s; long enough for any request a scenario sends.
+    #: A common production value; far longer than any request a scenario sends.
     client_timeout: float = 30.0
     server_timeout: float = 30.0
     maxconn: int = 4096
-    #: HAProxy's usual production settings (its own examples, the HAProxy ingress defaults): 3 retries of a
-    #: failed connect, the last one on another server (``option redispatch``). 0 models kube-proxy, which
-    #: never retries.
+    #: HAProxy's usual production settings (3 is also its built-in default): retry a failed connect, on another
+    #: server (``option redispatch``). 0 models kube-proxy, which never retries.
     retries: int = 3
     redispatch: bool = True
     #: ``safe`` is HAProxy's default: a client's first request gets its own server connection, later ones may
@@ -126,14 +144,17 @@ class HAProxyConfig:
             raise ConfigError(
                 "HAProxyConfig.check_path", f"must be an absolute path without spaces: {self.check_path!r}"
             )
-        if self.check_interval <= 0 or self.connect_timeout <= 0:
-            raise ConfigError("HAProxyConfig", "check_interval and connect_timeout must be positive")
+        if min(self.check_interval, self.down_interval, self.connect_timeout) <= 0:
+            raise ConfigError("HAProxyConfig", "check_interval, down_interval and connect_timeout must be positive")
         if self.rise < 1 or self.fall < 1 or self.retries < 0 or self.maxconn < 1:
             raise ConfigError("HAProxyConfig", "rise, fall and maxconn must be at least 1; retries at least 0")
 
     def server_options(self, check_port: int | None = None) -> str:
         """The keywords of every ``add server``: dynamic servers inherit nothing from ``default-server`` (2.6)."""
-        options = f"check inter {_ms(self.check_interval)} rise {self.rise} fall {self.fall}"
+        options = (
+            f"check inter {_ms(self.check_interval)} downinter {_ms(min(self.check_interval, self.down_interval))} "
+            f"rise {self.rise} fall {self.fall}"
+        )
         return options if check_port is None else f"{options} port {check_port}"
 
     def render(self, admin_socket: str | os.PathLike[str]) -> str:
@@ -142,15 +163,14 @@ class HAProxyConfig:
         lines = [
             "# Written by lameduck (verify/haproxy.py) for one rollout; HAProxy runs in the foreground (-db).",
             "global",
+            # No ``log`` line: in the foreground HAProxy already prints alerts and server state changes to stderr,
+            # which start() sends to a file in the workdir; per-request logs would only cost time.
             f"    stats socket {os.fspath(admin_socket)} mode 600 level admin",
             "    stats timeout 10s",
-            # Server state changes and alerts, not one line per request: stderr goes to a file in the workdir.
-            "    log stderr format short local0 notice",
             f"    maxconn {self.maxconn}",
             "",
             "defaults",
             f"    mode {self.mode}",
-            "    log global",
             f"    maxconn {self.maxconn}",
             f"    timeout connect {_ms(self.connect_timeout)}",
             f"    timeout client {_ms(self.client_timeout)}",
@@ -195,6 +215,11 @@ class ServerStat:
     check_status: str  # L7OK, L7STS (wrong status), L4CON (refused), L4TOUT, INI (not checked yet), ...
     check_code: str  # the HTTP status of the last check, when there was one
     sessions: int  # scur: sessions open to this server now
+    #: wredis: connects to this server that failed and were sent to another server instead (the client saw
+    #: nothing). A replica that closed its listener while still UP shows here.
+    redispatches: int = 0
+    retries: int = 0  # wretr: connects retried on this same server
+    connect_errors: int = 0  # econ: connects that failed for good (the client got an error)
 
     @property
     def state(self) -> str:
@@ -439,13 +464,15 @@ class HAProxy:
             if row.get("pxname") != BACKEND or row.get("svname") in (None, "BACKEND", "FRONTEND"):
                 continue
             name = row["svname"]
-            scur = row.get("scur") or "0"
             result[name] = ServerStat(
                 name=name,
                 status=row.get("status") or "",
                 check_status=row.get("check_status") or "",
                 check_code=row.get("check_code") or "",
-                sessions=int(scur) if scur.isdigit() else 0,
+                sessions=_count(row, "scur"),
+                redispatches=_count(row, "wredis"),
+                retries=_count(row, "wretr"),
+                connect_errors=_count(row, "econ"),
             )
         return result
 
