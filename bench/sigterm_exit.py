@@ -18,6 +18,10 @@ TARGET_MS = 50.0
 LAMEDUCK_FLAGS = ("--lame-duck", "0")
 #: Longest wait for the exit after SIGTERM before the trial counts as failed.
 EXIT_TIMEOUT = 30.0
+#: Pause between the last connection's response and SIGTERM, so every connection is idle, not between two
+#: requests: lameduck gives a keep-alive connection that answered less than 50 ms ago (``WARM``) that long to
+#: send its next request, which is a client mid-cycle, not an idle one. Both servers get the same pause.
+IDLE_SETTLE = 0.2
 #: The idle connections must still be open at SIGTERM: the whole setup stays well inside the keep-alive timeout.
 SETUP_LIMIT = common.KEEP_ALIVE_TIMEOUT - 1.0
 EXPECTED_RETURNCODE = {LAMEDUCK: 0, BARE: -15}
@@ -35,6 +39,7 @@ def measure_once(kind: str, *, connections: int) -> tuple[float, int]:
         try:
             if time.monotonic() - began > SETUP_LIMIT:
                 raise BenchError(f"setup took longer than {SETUP_LIMIT:g} s; idle connections may have expired")
+            time.sleep(IDLE_SETTLE)
             watch = ExitWatch(server.proc)
             sent = common.sigterm(server)
             if not watch.join(EXIT_TIMEOUT) or watch.exited_at is None or watch.returncode is None:

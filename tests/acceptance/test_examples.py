@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lameduck.verify.client import get
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.acceptance
 HOST = "127.0.0.1"
@@ -50,3 +54,39 @@ def test_run_api_example_runs_as_written(serve: Any) -> None:
     assert svc.summary()["outcome"] == "clean"
     assert "cleanup hook ran" in svc.stdout
     assert svc.named("lameduck.budget")[0]["cleanup"] == 2
+
+
+def readme_command(tool: str) -> list[str]:
+    """The README's example command for ``lameduck TOOL``, joined across backslash continuations, as argv."""
+    text = (REPO / "README.md").read_text()
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith(f"lameduck {tool} "):
+            command = line
+            while command.endswith("\\"):
+                command = command[:-1] + next(lines).strip()
+            return shlex.split(command)
+    raise AssertionError(f"README.md has no `lameduck {tool} ...` command")
+
+
+def run_as_written(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run a README command: `lameduck` is this checkout's CLI, output files go to tmp_path."""
+    argv = [a.replace("lameduck", f"{sys.executable} -m lameduck") if a == "lameduck" else a for a in argv]
+    argv = [part for a in argv for part in (a.split(" ") if a.startswith(sys.executable) else [a])]
+    argv = [str(tmp_path / a) if a.endswith(".html") else a for a in argv]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+
+
+def test_readme_verify_command_passes(tmp_path: Path) -> None:
+    argv = readme_command("verify")
+    result = run_as_written(argv, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "PASS all 6 scenarios passed" in result.stdout  # hung is N/A: the example has no --hang-path
+
+
+def test_readme_rollout_command_loses_nothing(tmp_path: Path) -> None:
+    argv = readme_command("rollout")
+    result = run_as_written(argv, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "PASS 0 failed requests" in result.stdout
+    assert (tmp_path / "rollout.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")

@@ -81,6 +81,8 @@ def test_bare_uvicorn_fails_what_it_really_fails(tmp_path: Path) -> None:
     out = tmp_path / "verify.json"
     began = time.monotonic()
     result = verify(
+        "--lame-duck",
+        "2",
         "--grace",
         "3",
         "--scenario",

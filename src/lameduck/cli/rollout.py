@@ -152,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
     from lameduck.verify.haproxy import HAProxyMissingError, find_haproxy
-    from lameduck.verify.rollout import RolloutOptions, rollout
+    from lameduck.verify.rollout import LABELS, RolloutOptions, rollout
 
     try:
         check_command(command)
@@ -185,14 +185,18 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
     console = Console(highlight=False)
     status = console.status("starting HAProxy and the first replicas …")
 
-    def notify(replica: str, kind: str, t: float) -> None:
-        from lameduck.verify.rollout import _LABELS
+    last = [""]
 
-        console.print(f"[dim]t+{t:6.2f} s[/] {replica}: {_LABELS.get(kind, kind)}", soft_wrap=True)
-        status.update(f"rolling out: {replica} {_LABELS.get(kind, kind)}")
+    def notify(replica: str, kind: str, t: float) -> None:
+        last[0] = f"{replica} {LABELS.get(kind, kind)}"
+        console.print(f"[dim]t+{t:6.2f} s[/] {replica}: {LABELS.get(kind, kind)}", soft_wrap=True)
+
+    def progress(t: float, requests: int, failed: int) -> None:
+        colour = "red" if failed else "green"
+        status.update(f"t+{t:5.1f} s  {requests:,} requests, [{colour}]{failed:,} failed[/]  last: {last[0]}")
 
     with status:
-        report = asyncio.run(rollout(options, notify))
+        report = asyncio.run(rollout(options, notify, progress))
     if not report.samples and report.errors:
         sys.stderr.write(f"lameduck rollout: error: {'; '.join(report.errors)}\n")
         return int(ExitCode.STARTUP_FAILED)

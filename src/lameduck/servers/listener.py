@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import socket
 import struct
 import sys
+import termios
 
 SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; Python's socket module does not export it
 #: ``struct tcp_info``: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, ... On a LISTEN
 #: socket Linux reports the accept queue length in tcpi_unacked (net/ipv4/tcp.c, tcp_get_info).
 _TCP_INFO_UNACKED = struct.Struct("=I")
 _TCP_INFO_UNACKED_OFFSET = 8 + 4 * 4
+#: ``tcpi_last_data_sent``: milliseconds since this connection last sent data (the tenth u32).
+_TCP_INFO_LAST_DATA_SENT_OFFSET = 8 + 9 * 4
 #: How often the accept queue length is re-read while it drains. It has no readiness event, so this is a
 #: bounded poll over a few milliseconds at most, once per process lifetime.
 _QUEUE_POLL = 0.001
@@ -99,3 +103,40 @@ async def quiesce(sock: socket.socket, deadline: float) -> str:
     if queued is None:
         return "unsupported"
     return "drained" if queued == 0 else "timeout"
+
+
+def sent_within(transport: asyncio.BaseTransport, seconds: float) -> bool:
+    """True when the connection sent data (a response) less than ``seconds`` ago, per TCP_INFO (Linux).
+
+    Such an idle keep-alive connection is *warm*: its client is probably between two requests, and its next
+    one may be on the wire. Where TCP_INFO cannot tell, False: the connection is closed at once as before.
+    """
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    sock = transport.get_extra_info("socket")
+    if tcp_info is None or sock is None:
+        return False
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 104)
+    except (OSError, ValueError):
+        return False
+    if len(raw) < _TCP_INFO_LAST_DATA_SENT_OFFSET + 4:
+        return False
+    (millis,) = _TCP_INFO_UNACKED.unpack_from(raw, _TCP_INFO_LAST_DATA_SENT_OFFSET)
+    return bool(millis < seconds * 1000)
+
+
+def unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes the client sent that the server has not read yet (0 when unknown).
+
+    An "idle" keep-alive connection with unread bytes is not idle: its client's next request is already in the
+    kernel's buffer, waiting for the event loop's next read. Closing it would lose that request (EOF for the
+    client), so it is treated like a fresh connection: its request is served, with ``Connection: close``.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")  # SIOCINQ on Linux TCP sockets
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])

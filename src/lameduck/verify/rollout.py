@@ -121,7 +121,7 @@ class RolloutReport:
 
     def markers(self) -> list[Marker]:
         found = [
-            Marker(t=round(at - self.origin, 4), kind=kind, lane=r.name, label=f"{_LABELS.get(kind, kind)} {r.name}")
+            Marker(t=round(at - self.origin, 4), kind=kind, lane=r.name, label=f"{LABELS.get(kind, kind)} {r.name}")
             for r in self.replicas
             for kind, at in r.events.items()
         ]
@@ -141,7 +141,7 @@ class RolloutReport:
             before = [(at, kind, name) for at, kind, name in events if 0 <= sample.done - at <= ATTRIBUTION_WINDOW]
             if before:
                 at, kind, name = before[-1]
-                grouped.setdefault((sample.lb_kind, _LABELS[kind]), []).append((sample.done - at, name))
+                grouped.setdefault((sample.lb_kind, LABELS[kind]), []).append((sample.done - at, name))
             else:
                 grouped.setdefault((sample.lb_kind, "no termination event"), []).append((0.0, ""))
         return [
@@ -327,7 +327,7 @@ class RolloutReport:
 
 #: The replica events that belong to a termination (failures are attributed to these only).
 _TERMINATION = frozenset({"removed", "prestop", "sigterm", "listener-closed", "kill", "exit"})
-_LABELS = {
+LABELS = {
     "started": "started",
     "up": "UP in HAProxy",
     "removed": "endpoint removed",
@@ -348,14 +348,17 @@ def _kinds(kinds: dict[str, int]) -> str:
 
 
 Notify = Callable[[str, str, float], None]
+#: Called about twice a second while the load runs: (seconds since start, requests so far, failed so far).
+Progress = Callable[[float, int, int], None]
 
 
 class Rollout:
     """One rollout: HAProxy, the replicas, the load. Everything started here is ended here, by PID."""
 
-    def __init__(self, options: RolloutOptions, notify: Notify | None = None) -> None:
+    def __init__(self, options: RolloutOptions, notify: Notify | None = None, progress: Progress | None = None) -> None:
         self.options = options
         self.notify = notify
+        self.progress = progress
         self.rng = random.Random(f"lameduck-rollout-{options.seed}")
         self.origin = time.perf_counter()
         self.replicas: list[Replica] = []
@@ -387,6 +390,7 @@ class Rollout:
         o = self.options
         stop = asyncio.Event()
         load_task: asyncio.Task[None] | None = None
+        ticker: asyncio.Task[None] | None = None
         try:
             await self.haproxy.start()
             first = [self.new_replica() for _ in range(o.replicas)]
@@ -397,6 +401,8 @@ class Rollout:
             )  # fmt: skip
             limit = 2 * o.settle + o.replicas * (o.grace + o.startup_timeout) + 10
             load_task = start(self.load.run(stop, limit), name="lameduck.rollout.load")
+            if self.progress is not None:
+                ticker = start(self.tick(self.load, self.progress, stop), name="lameduck.rollout.progress")
             await asyncio.sleep(o.settle)
             for old in first:
                 new = self.new_replica()
@@ -406,6 +412,8 @@ class Rollout:
             self.errors.append(str(exc))
         finally:
             stop.set()
+            if ticker is not None:
+                ticker.cancel()
             if load_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     async with asyncio.timeout(o.request_timeout + 5):
@@ -423,6 +431,16 @@ class Rollout:
             replicas=self.replicas,
             errors=self.errors,
         )
+
+    async def tick(self, load: Load, progress: Progress, stop: asyncio.Event) -> None:
+        failed = 0
+        seen = 0
+        while not stop.is_set():
+            samples = load.samples
+            failed += sum(1 for s in samples[seen:] if not s.ok)
+            seen = len(samples)
+            progress(time.perf_counter() - self.origin, seen, failed)
+            await asyncio.sleep(0.5)
 
     async def retire(self, replica: Replica) -> None:
         """After the measurement: SIGTERM what still runs, SIGKILL what is left after a bounded wait."""
@@ -505,6 +523,8 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-async def rollout(options: RolloutOptions, notify: Notify | None = None) -> RolloutReport:
+async def rollout(
+    options: RolloutOptions, notify: Notify | None = None, progress: Progress | None = None
+) -> RolloutReport:
     """Run one rolling deploy; HAProxy missing raises ``HAProxyMissingError`` before anything starts."""
-    return await Rollout(options, notify).run()
+    return await Rollout(options, notify, progress).run()

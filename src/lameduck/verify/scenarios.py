@@ -276,6 +276,7 @@ async def idle_keepalive(run: Run) -> None:
     try:
         opened = sum(await _gather(*(prime(c) for c in conns)))
         run.result.figures["idle_connections"] = opened
+        await asyncio.sleep(SETTLE)  # idle, not between two requests
         run.send_signal()
         await run.wait_exit()
     finally:
@@ -380,18 +381,22 @@ async def readiness(run: Run) -> None:
         f"{sum(s.ok for s in before)}/{len(before)} readiness answers 2xx",
     )
     flipped = next((s for s in ready if s.began >= signal_at and not s.ok), None)
-    if flipped is None or not flipped.answered:
+    # With no lame-duck window the listener closes at once, and a refused probe is what the kubelet sees as
+    # not-ready. With a window, readiness must *answer* non-2xx while the app still serves.
+    refused_counts = options.lame_duck == 0 and flipped is not None and flipped.failure is Failure.REFUSED
+    if flipped is None or (not flipped.answered and not refused_counts):
         how = "the service exited first" if flipped is None else f"it answered {flipped.kind} instead"
         figures["readiness_flip_s"] = None
         run.result.check("readiness turned not-ready", False, f"never answered non-2xx after the signal; {how}")
     else:
         latency = flipped.began - signal_at
         figures["readiness_flip_s"] = round(latency, 4)
-        figures["readiness_status"] = flipped.status
+        figures["readiness_status"] = flipped.status if flipped.answered else "refused"
+        what = f"HTTP {flipped.status}" if flipped.answered else "refused (listener closed; --lame-duck 0)"
         run.result.check(
             "readiness turned not-ready",
             latency <= options.readiness_limit,
-            f"HTTP {flipped.status} {latency * 1000:.1f} ms after the signal (≤ {options.readiness_limit:g} s)",
+            f"{what} {latency * 1000:.1f} ms after the signal (≤ {options.readiness_limit:g} s)",
         )
     if options.live_path:
         draining = [s for s in live if s.began >= signal_at + SIGNAL_SLACK and s.answered]
