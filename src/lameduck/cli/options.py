@@ -65,3 +65,14 @@ def output_file(raw: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{raw!r} is a folder; give a file name")
     return path
+
+
+def add_common(parser: argparse.ArgumentParser, *, startup_help: str) -> None:
+    """The flags verify and rollout share: how long the service may take to start, and the report files."""
+    parser.add_argument(
+        "--startup-timeout", type=seconds(1, 600), default=30.0, metavar="S", help=f"{startup_help} (default 30)"
+    )
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the full results as JSON")
+    parser.add_argument(
+        "--html", type=output_file, metavar="FILE", help="write a self-contained HTML report with the timelines"
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from lameduck.cli import options as opt
-from lameduck.cli.terminal import print_view
+from lameduck.cli.terminal import finish
 from lameduck.core.outcome import ExitCode
 from lameduck.verify.target import check_command
 
@@ -139,15 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="load before the first and after the last replacement (default 2)",
     )
-    add(
-        "--startup-timeout",
-        type=opt.seconds(1, 600),
-        default=30.0,
-        metavar="S",
-        help="each replica must pass its readiness check within this long (default 30)",
-    )
-    add("--json", type=opt.output_file, metavar="FILE", help="write the full results as JSON")
-    add("--html", type=opt.output_file, metavar="FILE", help="write a self-contained HTML report with the timeline")
+    opt.add_common(parser, startup_help="each replica must pass its readiness check within this long")
 
 
 def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
@@ -200,13 +191,5 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
     if not report.samples and report.errors:
         sys.stderr.write(f"lameduck rollout: error: {'; '.join(report.errors)}\n")
         return int(ExitCode.STARTUP_FAILED)
-    view = report.to_view()
-    console.print()
-    print_view(console, view)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    if args.html is not None:
-        from lameduck.verify.html import render
-
-        args.html.write_text(render(view), encoding="utf-8")
+    finish(console, report.to_view(), report.to_json(), json_path=args.json, html_path=args.html)
     return 0 if report.passed else int(ExitCode.ABORTED)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -27,3 +31,17 @@ def print_view(console: Console, view: View) -> None:
         console.print(table)
     verdict = view["verdict"]
     console.print(f"[{STYLE[verdict]}]{verdict}[/] {view['headline']}", highlight=False)
+
+
+def finish(
+    console: Console, view: View, data: dict[str, Any], *, json_path: Path | None, html_path: Path | None
+) -> None:
+    """The end of a verify or rollout run: the summary on the terminal, then the files that were asked for."""
+    console.print()
+    print_view(console, view)
+    if json_path is not None:
+        json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if html_path is not None:
+        from lameduck.verify.html import render
+
+        html_path.write_text(render(view), encoding="utf-8")
