@@ -156,6 +156,7 @@ def test_grace_ends_in_sigkill(tmp_path: Path) -> None:
         (["--propagation", "2..1"], "argument --propagation: must be MIN..MAX seconds with 0 ≤ MIN ≤ MAX ≤ 60"),
         (["--mix", "80/20"], "argument --mix: must be FAST/SLOW/POST weights"),
         (["--replicas", "0"], "argument --replicas: must be a whole number in 1..20 (got '0')"),
+        (["--mix", "0/15/5"], "--mix: 0/15/5 leaves no request to send"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str) -> None:

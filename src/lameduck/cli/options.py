@@ -21,7 +21,7 @@ def seconds(lo: float, hi: float) -> Callable[[str], float]:
             value = math.nan
         if not math.isfinite(value) or not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"must be seconds in {lo:g}..{hi:g} (got {raw!r})")
-        return value
+        return value + 0.0  # -0.0 becomes 0.0
 
     return parse
 

@@ -173,6 +173,11 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
         startup_timeout=args.startup_timeout,
         check_interval=args.check_interval,
     )
+    if not options.kinds:
+        fail(
+            f"--mix: {args.mix[0]:g}/{args.mix[1]:g}/{args.mix[2]:g} leaves no request to send "
+            "(slow and POST requests need --slow-path and --post-path; the fast GET needs a weight above 0)"
+        )
     console = Console(highlight=False)
     status = console.status("starting HAProxy and the first replicas …")
 

@@ -54,7 +54,8 @@ class Load:
         rng = random.Random(self.seed)
         self._pick = rng
         self._weights = [k.weight for k in self.kinds]
-        self._body = rng.randbytes(self.post_bytes)
+        # The body has its own generator, so the request order depends on the seed alone, not on the body size.
+        self._body = random.Random(f"{self.seed}-body").randbytes(self.post_bytes)
         self._next = itertools.count()
         self._chosen: list[RequestKind] = []
 

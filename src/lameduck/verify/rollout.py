@@ -183,11 +183,14 @@ class RolloutReport:
         if "exit" in ev:
             points.append((ev["exit"], "killed" if "kill" in ev else "exited"))
         points.sort()
-        spans = []
+        spans: list[Span] = []
         for index, (at, state) in enumerate(points):
             until = points[index + 1][0] if index + 1 < len(points) else end
             # Removed while already terminating: it is still terminating.
             shown = "terminating" if state == "removed" and "sigterm" in ev and at > ev["sigterm"] else state
+            if spans and spans[-1]["state"] == shown:
+                spans[-1]["end"] = round(max(at, until), 4)  # one span per stretch in the same state
+                continue
             spans.append(Span(state=shown, start=round(at, 4), end=round(max(at, until), 4)))
         return spans
 

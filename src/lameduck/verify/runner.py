@@ -60,6 +60,8 @@ class Report:
         failed = [r.name for r in ran if r.verdict == "FAIL"]
         if failed:
             headline = f"{len(failed)} of {len(ran)} scenarios failed: {', '.join(failed)}"
+        elif not ran:
+            headline = "no scenario applied to this service; nothing was proved"
         else:
             headline = f"all {len(ran)} scenarios passed"
         summary = Table(
@@ -105,7 +107,7 @@ def _figures_line(figures: dict[str, Any]) -> str:
     for key, value in figures.items():
         if value is None or value == {}:
             continue
-        if key.endswith("_s") and isinstance(value, float):
+        if key.endswith("_s") and isinstance(value, int | float) and not isinstance(value, bool):
             parts.append(f"{key[:-2].replace('_', ' ')} {value * 1000:.1f} ms")
         elif isinstance(value, dict):
             parts.append(f"{key.replace('_', ' ')} " + ", ".join(f"{k} {v}" for k, v in value.items()))

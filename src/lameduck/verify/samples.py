@@ -85,7 +85,8 @@ def buckets(
     ok = [0] * count
     failures: list[Counter[str]] = [Counter() for _ in range(count)]
     for sample in samples:
-        index = min(count - 1, max(0, int((sample.done - origin) / width)))
+        # The epsilon keeps a time exactly on an edge in the slice it starts (0.3 / 0.1 is 2.9999999999999996).
+        index = min(count - 1, max(0, int((sample.done - origin) / width + 1e-9)))
         if sample.ok:
             ok[index] += 1
         else:
