@@ -172,3 +172,24 @@ def test_missing_haproxy_says_how_to_install_it() -> None:
     (line,) = result.stderr.strip().splitlines()
     assert "haproxy" in line
     assert "apt-get install -y haproxy" in line
+
+
+def test_prestop_longer_than_grace_is_cut_at_grace_like_the_kubelet(tmp_path: Path) -> None:
+    """preStop gets at most the grace period; then SIGTERM, and SIGKILL after the one-time 2 s extension."""
+    out = tmp_path / "rollout.json"
+    stubborn = [PY, "-c", STUBBORN, "{port}"]
+    rollout(
+        "--replicas", "1", "--prestop", "sleep:5", "--grace", "1", "--rate", "50", "--settle", "0.5",
+        "--ready-path", "/", "--json", str(out), command=stubborn,
+    )  # fmt: skip
+    ev = {r["name"]: r for r in json.loads(out.read_text())["replicas"]}["r1"]["events"]
+    assert 0.9 <= ev["sigterm"] - ev["prestop"] <= 1.5
+    assert 1.9 <= ev["kill"] - ev["sigterm"] <= 2.6
+
+
+def test_a_load_balancer_that_fails_is_one_line_not_a_traceback() -> None:
+    result = rollout(command=UVICORN, timeout=60, env={"LAMEDUCK_HAPROXY": "/bin/false"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("lameduck rollout: error: ")

@@ -46,6 +46,8 @@ def test_lameduck_serve_passes_every_scenario(tmp_path: Path) -> None:
         "/sleep?ms=1500",
         "--hang-path",
         "/hang",
+        "--deadline",
+        "3",  # lame-duck 1 + drain 2 (grace 8 - cleanup 3 - margin 2 - lame-duck 1)
         "--json",
         str(out),
         "--html",
@@ -141,6 +143,8 @@ def test_a_service_without_probes_in_any_language(tmp_path: Path) -> None:
         (["--json", "/nonexistent/dir/x.json"], UVICORN, "argument --json: folder '/nonexistent/dir' does not exist"),
         ([], [PY, "-m", "uvicorn", "bench.apps:app"], "COMMAND must contain {port}"),
         ([], [], "COMMAND is missing"),
+        (["--lame-duck", "30"], UVICORN, "--lame-duck: must be below --grace 30 (got 30)"),
+        (["--deadline", "40"], UVICORN, "--deadline: must be between --lame-duck 0 and --grace 30 (got 40)"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], command: list[str], message: str) -> None:
@@ -177,3 +181,22 @@ def test_a_service_that_never_becomes_ready_exits_3() -> None:
     assert result.returncode == 3, result.stdout + result.stderr
     assert "the service did not start: the service exited with code 4 before it was ready" in result.stderr
     assert "boom: port" in result.stderr
+
+
+def test_help_needs_no_command() -> None:
+    for tool in ("verify", "rollout"):
+        result = subprocess.run(
+            [PY, "-m", "lameduck", tool, "--help"], cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"usage: lameduck {tool} [options] -- COMMAND" in result.stdout
+
+
+def test_a_hung_request_answered_at_once_is_caught() -> None:
+    """http.server answers /hang with a 404 at once and dies on SIGTERM: not a pass for `hung`."""
+    result = verify(
+        "--scenario", "hung", "--hang-path", "/hang", "--no-probes", "--ready-path", "/",
+        command=[PY, "-m", "http.server", "--bind", "127.0.0.1", "{port}"],
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "✗ the request was still hanging at the signal: it ended before: http 404" in result.stdout

@@ -352,6 +352,7 @@ def test_to_json_keys_and_counts() -> None:
         "by_request",
         "causes",
         "errors",
+        "lb_connect_errors",
         "replicas",
         "timeline",
     }

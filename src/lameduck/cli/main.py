@@ -94,7 +94,11 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     """Run the CLI; returns the exit code (``entrypoint`` passes it to ``sys.exit``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
-    if argv and argv[0] in _WRAPPERS:
+    if (
+        argv
+        and argv[0] in _WRAPPERS
+        and not ({"-h", "--help"} & set(argv[: argv.index("--")] if "--" in argv else argv))
+    ):
         if "--" not in argv:
             _fail(
                 f"{argv[0]}: put the service's command after --, e.g. lameduck {argv[0]} -- uvicorn app:app "

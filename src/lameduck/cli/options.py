@@ -26,6 +26,19 @@ def seconds(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
+def number(lo: float, hi: float, unit: str) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be {unit} in {lo:g}..{hi:g} (got {raw!r})")
+        return value + 0.0
+
+    return parse
+
+
 def integer(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
@@ -76,3 +89,16 @@ def add_common(parser: argparse.ArgumentParser, *, startup_help: str) -> None:
     parser.add_argument(
         "--html", type=output_file, metavar="FILE", help="write a self-contained HTML report with the timelines"
     )
+
+
+def raise_open_files_limit() -> None:
+    """Hundreds of test connections need file descriptors: raise the soft limit to the hard one (best effort)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return

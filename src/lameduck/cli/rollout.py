@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from lameduck.cli import options as opt
-from lameduck.cli.terminal import finish
+from lameduck.cli.terminal import INTERRUPTED, finish
 from lameduck.core.outcome import ExitCode
 from lameduck.verify.target import check_command
 
@@ -98,7 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="seeds the propagation delays and the request mix (default 1)",
     )
-    add("--rate", type=opt.seconds(1, 20000), default=300.0, metavar="R", help="requests per second (default 300)")
+    add(
+        "--rate",
+        type=opt.number(1, 20000, "requests per second"),
+        default=300.0,
+        metavar="R",
+        help="requests per second (default 300)",
+    )
     add(
         "--connections",
         type=opt.integer(1, 2000),
@@ -191,8 +197,13 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
         colour = "red" if failed else "green"
         status.update(f"t+{t:5.1f} s  {requests:,} requests, [{colour}]{failed:,} failed[/]  last: {last[0]}")
 
-    with status:
-        report = asyncio.run(rollout(options, notify, progress))
+    opt.raise_open_files_limit()
+    try:
+        with status:
+            report = asyncio.run(rollout(options, notify, progress))
+    except KeyboardInterrupt:
+        sys.stderr.write("lameduck rollout: interrupted; the replicas and HAProxy were stopped\n")
+        return INTERRUPTED
     if not report.samples and report.errors:
         sys.stderr.write(f"lameduck rollout: error: {'; '.join(report.errors)}\n")
         return int(ExitCode.STARTUP_FAILED)

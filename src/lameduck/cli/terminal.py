@@ -11,6 +11,8 @@ from rich.table import Table
 
 from lameduck.verify.view import Verdict, View
 
+#: The shell's convention for a command ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
 STYLE: dict[Verdict, str] = {"PASS": "bold green", "FAIL": "bold red", "N/A": "dim"}
 
 

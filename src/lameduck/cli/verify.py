@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from lameduck.cli import options as opt
-from lameduck.cli.terminal import STYLE, finish
+from lameduck.cli.terminal import INTERRUPTED, STYLE, finish
 from lameduck.core.outcome import ExitCode
 from lameduck.verify.scenarios import NAMES, Options, Result
 from lameduck.verify.target import TargetError, check_command
@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="the lame-duck window the service is configured with (default 0)",
     )
+    add(
+        "--deadline",
+        type=opt.seconds(0, 3600),
+        metavar="S",
+        help="the service's drain deadline, seconds after the signal (lameduck: lame-duck + drain, as "
+        "`lameduck budget` prints); hung must exit there (default: not checked)",
+    )
     add("--signal", type=opt.signal_name, default="TERM", metavar="TERM|INT", help="signal to send (default TERM)")
     add(
         "--connections", type=opt.integer(1, 1000), default=16, metavar="N", help="busy keep-alive clients (default 16)"
@@ -127,6 +134,7 @@ def options_from(args: argparse.Namespace, command: Sequence[str]) -> Options:
         probes=args.probes,
         grace=args.grace,
         lame_duck=args.lame_duck,
+        deadline=args.deadline,
         signal=args.signal if not isinstance(args.signal, str) else opt.signal_name(args.signal),
         readiness_limit=args.readiness_limit,
         idle_limit=args.idle_limit,
@@ -146,6 +154,13 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
     except ValueError as exc:
         fail(str(exc))
     options = options_from(args, command)
+    if options.lame_duck >= options.grace:
+        fail(f"--lame-duck: must be below --grace {options.grace:g} (got {options.lame_duck:g})")
+    if options.deadline is not None and not options.lame_duck <= options.deadline <= options.grace:
+        fail(
+            f"--deadline: must be between --lame-duck {options.lame_duck:g} and --grace {options.grace:g} "
+            f"(got {options.deadline:g})"
+        )
     if args.scenario and (why := inapplicable(options, names)):
         fail("--scenario: " + "; ".join(why))
     console = Console(stderr=False, highlight=False)
@@ -164,9 +179,13 @@ def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
     def on_start(name: str, title: str) -> None:
         status.update(f"{name}: {title} …")
 
+    opt.raise_open_files_limit()
     try:
         with status:
             report = asyncio.run(verify(options, names, on_start=on_start, on_result=on_result))
+    except KeyboardInterrupt:
+        sys.stderr.write("lameduck verify: interrupted; the service was stopped\n")
+        return INTERRUPTED
     except TargetError as exc:
         sys.stderr.write(f"lameduck verify: error: the service did not start: {exc}\n")
         return int(ExitCode.STARTUP_FAILED)

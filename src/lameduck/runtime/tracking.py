@@ -33,6 +33,21 @@ def start(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     return asyncio.get_running_loop().create_task(coro, name=name)
 
 
+async def together(*coros: Coroutine[Any, Any, Any], name: str) -> list[Any]:
+    """Run coroutines concurrently and return their results in order, like a TaskGroup with plain awaits.
+
+    If one raises (or the caller is cancelled), the others are cancelled *and awaited* before the error
+    propagates, so no task outlives the call and no exception goes unretrieved.
+    """
+    tasks = [start(coro, name=f"{name}.{i}") for i, coro in enumerate(coros)]
+    try:
+        return [await task for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class Tracker:
     """Owns the tasks of one running service."""
 

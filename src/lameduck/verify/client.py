@@ -59,6 +59,7 @@ class Connection:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+    peer_closed: bool = False
 
     @property
     def open(self) -> bool:
@@ -75,6 +76,7 @@ class Connection:
         except TimeoutError:
             raise RequestFailedError(Failure.CONNECT_TIMEOUT, "connect") from None
         self.conn = h11.Connection(h11.CLIENT)
+        self.peer_closed = False
 
     async def request(
         self,
@@ -116,6 +118,8 @@ class Connection:
             raise RequestFailedError(Failure.RESET, str(exc)) from None
         except h11.RemoteProtocolError as exc:
             self.close()
+            if self.peer_closed:  # the response was cut short by the close: lost, not malformed
+                raise RequestFailedError(Failure.EOF, f"connection closed mid-response: {exc}") from None
             raise RequestFailedError(Failure.PROTOCOL, str(exc)) from None
 
     async def _read_response(self, sent_at: float) -> Response:
@@ -127,9 +131,12 @@ class Connection:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
                 data = await self.reader.read(65536)
-                if not data:
+                if not data and self.conn.their_state is h11.SEND_RESPONSE:
                     self.close()
-                    raise RequestFailedError(Failure.EOF, "connection closed before a complete response")
+                    raise RequestFailedError(Failure.EOF, "connection closed before a response")
+                # An empty read tells h11 the peer closed: a body delimited by the close ends there (a complete
+                # response); a body cut short becomes a RemoteProtocolError (a lost request, see below).
+                self.peer_closed = not data
                 self.conn.receive_data(data)
                 continue
             if isinstance(event, h11.Response):

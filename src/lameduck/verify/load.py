@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from lameduck.runtime.tracking import start
+from lameduck.runtime.tracking import together
 from lameduck.verify.client import Connection
 from lameduck.verify.samples import Sample, timed
 
@@ -69,13 +69,7 @@ class Load:
         """Send until ``stop`` is set or ``limit`` seconds have passed; requests already sent are awaited."""
         self.started_at = time.perf_counter()
         end = self.started_at + limit
-        workers = [start(self._worker(stop, end), name=f"lameduck.load.{i}") for i in range(self.connections)]
-        try:
-            for worker in workers:
-                await worker
-        finally:
-            for worker in workers:
-                worker.cancel()
+        await together(*(self._worker(stop, end) for _ in range(self.connections)), name="lameduck.load")
 
     async def _worker(self, stop: asyncio.Event, end: float) -> None:
         conn = Connection(self.host, self.port)

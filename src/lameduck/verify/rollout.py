@@ -25,12 +25,13 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lameduck._version import __version__
-from lameduck.runtime.tracking import start
+from lameduck.errors import LameduckError
+from lameduck.runtime.tracking import start, together
 from lameduck.verify.haproxy import HAProxy, HAProxyConfig
 from lameduck.verify.load import Load, RequestKind
 from lameduck.verify.samples import Sample, buckets, by_kind
@@ -39,6 +40,8 @@ from lameduck.verify.view import Lane, Marker, Span, Table, Timeline, View
 
 #: Failures are attributed to the last replica event at most this long before them.
 ATTRIBUTION_WINDOW = 5.0
+#: The kubelet's one-time extension when preStop used up the grace period (kubernetes/pkg/kubelet/kuberuntime).
+PRESTOP_EXTENSION = 2.0
 #: How often the listener watcher tries to connect to a terminating replica.
 LISTENER_POLL = 0.02
 
@@ -107,6 +110,7 @@ class RolloutReport:
     samples: list[Sample]
     replicas: list[Replica]
     errors: list[str]
+    lb_connect_errors: int | None = None  # connects HAProxy made to replicas that failed (refused, mostly)
 
     @property
     def failed(self) -> list[Sample]:
@@ -224,6 +228,7 @@ class RolloutReport:
             "by_request": dict(Counter(s.label for s in self.samples).most_common()),
             "causes": self.causes(),
             "errors": self.errors,
+            "lb_connect_errors": self.lb_connect_errors,
             "replicas": [
                 {
                     "name": r.name,
@@ -315,6 +320,13 @@ class RolloutReport:
                 + ", ".join(f"{k.label} weight {k.weight:g}" for k in o.kinds),
             ),
             ("seed", str(o.seed)),
+            (
+                "HAProxy connect errors",
+                "-"
+                if self.lb_connect_errors is None
+                else f"{self.lb_connect_errors} (connects to replicas that failed; with --lb tcp the client sees "
+                "each as an EOF or reset, where kube-proxy would show a refused connect)",
+            ),
             ("started", self.started),
             ("lameduck", __version__),
         ]
@@ -367,6 +379,7 @@ class Rollout:
         self.replicas: list[Replica] = []
         self.errors: list[str] = []
         self.load: Load | None = None
+        self.lb_connect_errors: int | None = None
         self.workdir = tempfile.mkdtemp(prefix="lameduck-rollout-")
         port = free_port()
         self.haproxy = HAProxy(
@@ -411,20 +424,20 @@ class Rollout:
                 new = self.new_replica()
                 await _all(self.terminate(old), self.bring_up(new))
             await asyncio.sleep(o.settle)
-        except (TargetError, TimeoutError) as exc:
+        except (LameduckError, TimeoutError, OSError) as exc:  # a replica or HAProxy failed: reported, not raised
             self.errors.append(str(exc))
         finally:
             stop.set()
-            if ticker is not None:
-                ticker.cancel()
-            if load_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    async with asyncio.timeout(o.request_timeout + 5):
-                        await load_task
-            ended = time.perf_counter()
-            await _all(*(self.retire(r) for r in self.replicas))
-            await self.haproxy.stop()
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            try:
+                await self._stop_load(load_task, ticker)
+            finally:
+                ended = time.perf_counter()
+                try:
+                    await self._record_lb_errors()
+                    await _all(*(self.retire(r) for r in self.replicas))
+                finally:
+                    await self.haproxy.stop()
+                    shutil.rmtree(self.workdir, ignore_errors=True)
         return RolloutReport(
             options=o,
             started=started,
@@ -433,7 +446,26 @@ class Rollout:
             samples=list(self.load.samples) if self.load else [],
             replicas=self.replicas,
             errors=self.errors,
+            lb_connect_errors=self.lb_connect_errors,
         )
+
+    async def _stop_load(self, load: asyncio.Task[None] | None, ticker: asyncio.Task[None] | None) -> None:
+        """Let requests already sent finish (bounded), then make sure no load task is left."""
+        for task in (ticker, load):
+            if task is None:
+                continue
+            if task is load:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait({task}, timeout=2 * self.options.request_timeout + 5)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _record_lb_errors(self) -> None:
+        """HAProxy's count of failed connects to replicas: with kube-proxy these would be refused connects."""
+        with contextlib.suppress(LameduckError, OSError, TimeoutError):
+            stats = await self.haproxy.stats()
+            self.lb_connect_errors = sum(stat.connect_errors for stat in stats.values())
 
     async def tick(self, load: Load, progress: Progress, stop: asyncio.Event) -> None:
         failed = 0
@@ -484,12 +516,16 @@ class Rollout:
         async def kill_path() -> None:
             if o.prestop is not None:
                 self.mark(replica, "prestop")
-                await asyncio.sleep(o.prestop)
+                # The kubelet stops waiting for preStop at the grace period, sends SIGTERM, and then allows a
+                # one-time 2 s extension before SIGKILL.
+                await asyncio.sleep(min(o.prestop, o.grace))
+            sigterm_at = time.perf_counter()
             replica.target.send(signal.SIGTERM)
-            self.mark(replica, "sigterm")
+            self.mark(replica, "sigterm", sigterm_at)
+            kill_at = max(began + o.grace, sigterm_at + PRESTOP_EXTENSION if o.prestop is not None else 0.0)
             watcher = start(self.watch_listener(replica), name=f"lameduck.rollout.watch.{replica.name}")
             try:
-                code = await replica.target.wait_exit(began + o.grace - time.perf_counter())
+                code = await replica.target.wait_exit(kill_at - time.perf_counter())
                 if code is None:
                     self.mark(replica, "kill")
                     await replica.target.stop()
@@ -512,18 +548,8 @@ class Rollout:
             await asyncio.sleep(LISTENER_POLL)
 
 
-async def _all(*coros: Awaitable[Any]) -> None:
-    tasks = [start(_await(c), name="lameduck.rollout.step") for c in coros]
-    try:
-        for task in tasks:
-            await task
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _all(*coros: Coroutine[Any, Any, Any]) -> None:
+    await together(*coros, name="lameduck.rollout.step")
 
 
 async def rollout(

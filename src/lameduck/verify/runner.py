@@ -13,6 +13,7 @@ from typing import Any
 
 from lameduck._version import __version__
 from lameduck.verify.scenarios import NAMES, SCENARIOS, Options, Result, run_scenario
+from lameduck.verify.target import TargetError
 from lameduck.verify.view import Table, View
 
 
@@ -136,14 +137,20 @@ async def verify(
     on_start: Callable[[str, str], None] | None = None,
     on_result: Callable[[Result], None] | None = None,
 ) -> Report:
-    """Run the scenarios; ``TargetError`` (the service never became ready) propagates after cleanup."""
+    """Run the scenarios; ``TargetError`` propagates when the service never became ready for the first one (a
+    later scenario whose service does not start is a FAIL, and the results so far are kept)."""
     report = Report(options, select(names), explicit=bool(names))
     for scenario in SCENARIOS:
         if scenario.name not in report.selected:
             continue
         if on_start is not None:
             on_start(scenario.name, scenario.title)
-        result = await run_scenario(scenario, options)
+        try:
+            result = await run_scenario(scenario, options)
+        except TargetError as exc:
+            if not report.results:
+                raise  # the service never started: nothing was measured
+            result = Result(scenario.name, scenario.title, verdict="FAIL", reason=f"the service did not start: {exc}")
         report.results.append(result)
         if on_result is not None:
             on_result(result)

@@ -6,6 +6,7 @@ are ``perf_counter`` values; reports subtract the run's origin.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -67,7 +68,12 @@ async def timed(
     began = time.perf_counter()
     name = label or f"{method} {target}"
     try:
-        response = await conn.request(method, target, body=body, headers=headers, timeout=timeout)
+        # One deadline over connect + send + response: a peer that stops reading cannot stall ``drain()``.
+        async with asyncio.timeout(2 * timeout + 1):
+            response = await conn.request(method, target, body=body, headers=headers, timeout=timeout)
+    except TimeoutError:
+        conn.close()
+        return Sample(name, began, time.perf_counter(), failure=Failure.TIMEOUT)
     except RequestFailedError as exc:
         conn.close()
         return Sample(name, began, time.perf_counter(), failure=exc.failure)

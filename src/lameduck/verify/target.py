@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +29,19 @@ PORT_PLACEHOLDER = "{port}"
 
 class TargetError(LameduckError):
     """The service could not be started or did not become ready; the message carries its output's tail."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it if verify/rollout dies, even by SIGKILL (PR_SET_PDEATHSIG).
+
+    The service runs in a session of its own, so a Ctrl-C at the terminal does not reach it; this makes sure
+    no service outlives the tool that started it, whatever ends the tool.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port(host: str = HOST) -> int:
@@ -78,6 +93,7 @@ class Target:
                 stderr=fd,
                 env={**os.environ, **(self.env or {})},
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         except OSError as exc:
             raise TargetError(f"cannot start {self.argv[0]!r}: {exc}") from None
