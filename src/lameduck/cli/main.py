@@ -47,7 +47,9 @@ def _add(parser: argparse.ArgumentParser, setting: Setting) -> None:
         parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.metavar, help=env_help)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI; with ``command``, the other subcommands get no arguments (``serve`` stays lean: the
+    verify and rollout flags would import their machinery, which a server has no use for)."""
     parser = _Parser(
         prog="lameduck", description="Graceful, bounded shutdown for Python ASGI services.", epilog=_EPILOG
     )
@@ -75,17 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         usage="lameduck verify [options] -- COMMAND ...",
         description=verify_cli.DESCRIPTION,
     )
-    verify_cli.add_arguments(verify)
+    if command in (None, "verify"):
+        verify_cli.add_arguments(verify)
     rollout = sub.add_parser(
         "rollout",
         help="a rolling deploy behind HAProxy, every failed request counted",
         usage="lameduck rollout [options] -- COMMAND ...",
         description=rollout_cli.DESCRIPTION,
     )
-    rollout_cli.add_arguments(rollout)
+    if command in (None, "rollout"):
+        rollout_cli.add_arguments(rollout)
     return parser
 
 
+_SUBCOMMANDS = ("serve", "budget", "verify", "rollout")
 #: Subcommands that run another command, given after ``--``.
 _WRAPPERS = ("verify", "rollout")
 
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
             )
         split = argv.index("--")
         argv, command = argv[:split], argv[split + 1 :]
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv and argv[0] in _SUBCOMMANDS else None).parse_args(argv)
     if args.command == "verify":
         return verify_cli.run(args, command, _fail)
     if args.command == "rollout":

@@ -12,12 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-
 from lameduck.cli import options as opt
-from lameduck.cli.terminal import INTERRUPTED, finish
 from lameduck.core.outcome import ExitCode
-from lameduck.verify.target import check_command
 
 DESCRIPTION = """Start REPLICAS copies of COMMAND (it must contain {port}) behind HAProxy, run a seeded load
 through it, and replace the replicas one at a time as Kubernetes would: endpoint removal after a random
@@ -148,8 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
+    from rich.console import Console
+
+    from lameduck.cli.terminal import INTERRUPTED, finish
     from lameduck.verify.haproxy import HAProxyMissingError, find_haproxy
     from lameduck.verify.rollout import LABELS, RolloutOptions, rollout
+    from lameduck.verify.target import check_command
 
     try:
         check_command(command)

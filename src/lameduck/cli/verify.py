@@ -10,15 +10,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from lameduck.cli import options as opt
-from lameduck.cli.terminal import INTERRUPTED, STYLE, finish
 from lameduck.core.outcome import ExitCode
-from lameduck.verify.scenarios import NAMES, Options, Result
-from lameduck.verify.target import TargetError, check_command
+
+if TYPE_CHECKING:
+    from lameduck.verify.scenarios import Options, Result
 
 DESCRIPTION = """Start COMMAND (it must contain {port}), wait for its readiness path, then run each scenario on a
 fresh instance: a bounded load, a signal at a known moment, PASS/FAIL with the figures. Exit 0 only when every
@@ -26,6 +24,8 @@ selected scenario that applies passed."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lameduck.verify.scenarios import NAMES
+
     add = parser.add_argument
     add(
         "--scenario",
@@ -124,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, command: Sequence[str]) -> Options:
+    from lameduck.verify.scenarios import Options
+
     return Options(
         command=tuple(command),
         ready_path=args.ready_path,
@@ -146,7 +148,11 @@ def options_from(args: argparse.Namespace, command: Sequence[str]) -> Options:
 
 
 def run(args: argparse.Namespace, command: Sequence[str], fail: Any) -> int:
+    from rich.console import Console
+
+    from lameduck.cli.terminal import INTERRUPTED, STYLE, finish
     from lameduck.verify.runner import inapplicable, select, verify
+    from lameduck.verify.target import TargetError, check_command
 
     try:
         check_command(command)
