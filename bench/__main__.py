@@ -1,8 +1,12 @@
 """``python -m bench``: run the benchmarks, print a summary, write BENCHMARKS.md.
 
-    python -m bench                       # everything (about 3 minutes), writes BENCHMARKS.md
+    python -m bench                       # everything (about 25 minutes), writes BENCHMARKS.md
     python -m bench --quick               # smoke mode: few trials, short runs, writes nothing by default
     python -m bench --only drain --only rss --output /tmp/b.md
+    python -m bench --only rollout        # the rolling-deploy matrix against the peer servers (about 22 minutes)
+
+The rollout benchmark needs the peer servers (hypercorn, gunicorn + uvicorn-worker, granian) and haproxy:
+``./scripts/bench`` runs all of this from .venv-bench, which has them (``pip install -e '.[bench]'``).
 
 A full run (no --quick, no --only) writes BENCHMARKS.md at the repository root; other runs write only when
 --output is given, so a partial or quick run never replaces the real results.
@@ -19,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, drain, report, rss, sigterm_exit, throughput
+from bench import common, drain, report, rollout, rss, sigterm_exit, throughput
 from bench.common import Result
 
 #: name -> (function, full parameters, quick parameters)
@@ -36,13 +40,37 @@ BENCHMARKS: dict[str, tuple[Callable[..., Result], dict[str, Any], dict[str, Any
         {"trials": 1, "k": 6, "lo_ms": 300, "hi_ms": 600},
     ),
     rss.NAME: (rss.run, {"trials": 3, "connections": 1000}, {"trials": 1, "connections": 200}),
+    rollout.NAME: (
+        rollout.run,
+        {
+            "servers": rollout.ALL_SERVERS,
+            "prestops": rollout.PRESTOPS,
+            "lbs": rollout.LBS,
+            "seeds": (1, 2, 3),
+            "rate": 500.0,
+            "connections": 64,
+            "settle": 4.0,
+            "min_requests": rollout.TARGET_MIN_REQUESTS,
+        },
+        {
+            "servers": (rollout.LAMEDUCK, rollout.UVICORN),
+            "prestops": ("none",),
+            "lbs": rollout.LBS,
+            "seeds": (1,),
+            "rate": 200.0,
+            "connections": 32,
+            "settle": 2.0,
+            "min_requests": 0,
+        },
+    ),
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="lameduck serve vs bare uvicorn: throughput, SIGTERM exit, drain exactness, RSS.",
+        description="lameduck serve vs bare uvicorn: throughput, SIGTERM exit, drain exactness, RSS; and rolling "
+        "deploys behind HAProxy against uvicorn, hypercorn, gunicorn + UvicornWorker and granian.",
     )
     parser.add_argument(
         "--only",
@@ -96,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     elapsed = time.perf_counter() - began
+    meta["git_end"] = report.machine()["git"]  # the source measured, again: another commit may have landed meanwhile
     busy = [r.name for r in results if (r.foreign_cpus or 0) > common.NOISY_FOREIGN_CPUS]
     if busy:
         print(f"\nWARNING: other processes used CPU during {', '.join(busy)}; those figures are noisy")

@@ -359,6 +359,8 @@ class Result:
     #: Average CPUs used by other processes, and stolen by the hypervisor, while this benchmark ran.
     foreign_cpus: float | None = None
     steal_cpus: float | None = None
+    #: Benchmark-specific data a report section renders (e.g. the rollout matrix); empty for most benchmarks.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:

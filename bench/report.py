@@ -42,6 +42,15 @@ def _wrk_version() -> str:
     return first[0].split(" [")[0] if first else "unknown"
 
 
+def _haproxy_version() -> str:
+    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if found is None:
+        return "not installed"
+    done = subprocess.run([found, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    first = done.stdout.strip().splitlines()
+    return " ".join(first[0].split()[:3]) if first else "unknown"
+
+
 def _git() -> str:
     """The commit measured, and whether src/ had uncommitted changes."""
 
@@ -72,6 +81,8 @@ def machine() -> dict[str, Any]:
         "httptools": _version("httptools"),
         "lameduck": _version("lameduck"),
         "wrk": _wrk_version(),
+        "haproxy": _haproxy_version(),
+        "peers": {dist: _version(dist) for dist in ("hypercorn", "gunicorn", "uvicorn-worker", "granian")},
         "pinning": (
             f"servers on CPU {common.SERVER_CPU}, wrk on CPU {common.CLIENT_CPU} (taskset)"
             if common.pinning_available()
@@ -112,13 +123,22 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         f"- **machine**: nproc {meta['nproc']}, {meta['cpu']}, {meta['kernel']}",
         f"- **software**: Python {meta['python']}, uvicorn {meta['uvicorn']}, uvloop {meta['uvloop']}, "
         f"httptools {meta['httptools']}, lameduck {meta['lameduck']}, {meta['wrk']}",
-        f"- **CPU pinning**: {meta['pinning']}",
-        f"- **lameduck source**: commit {meta['git']}",
+        "- **peers** (rollout benchmark, installed in .venv-bench only): "
+        + ", ".join(f"{dist} {version}" for dist, version in meta.get("peers", {}).items())
+        + f"; {meta.get('haproxy', 'haproxy unknown')}",
+        f"- **CPU pinning**: {meta['pinning']} (not in the rollout benchmark: every process there shares both CPUs)",
+        f"- **lameduck source**: commit {meta['git']}"
+        + (
+            f"; **changed during the run**, at the end: {meta['git_end']}"
+            if meta.get("git_end", meta["git"]) != meta["git"]
+            else ""
+        ),
         f"- **bare uvicorn**: `{common.shown_command(BARE)}`",
         f"- **lameduck**: `{common.shown_command(LAMEDUCK)}` (plus `--lame-duck 0` in the SIGTERM and drain "
         "benchmarks); both use uvloop and httptools, the app is `bench/apps.py` (plain ASGI)",
         "- every figure is a median of trials run in the same invocation, alternating between the two servers; "
-        "a fresh server is started for every trial and all traffic goes to 127.0.0.1",
+        "a fresh server is started for every trial and all traffic goes to 127.0.0.1 (the rollout benchmark "
+        "counts failed requests instead, see its section)",
         "",
         *table(results),
         "",
@@ -130,13 +150,21 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         lines.append("")
         if r.error is not None:
             lines += [f"- **ERROR**: {r.error}", ""]
+            if r.details.get("cells"):
+                lines += _rollout_lines(r)
             continue
         if r.foreign_cpus is not None and r.foreign_cpus > common.NOISY_FOREIGN_CPUS:
             lines.append(f"- **WARNING: other processes used {r.foreign_cpus:.2f} CPUs during this benchmark**")
-        lines.append(
-            f"- medians: lameduck **{common.fmt(r.lameduck, 1)} {r.unit}**, bare uvicorn **{common.fmt(r.bare, 1)} "
-            f"{r.unit}**, ratio **{_ratio_cell(r)}**; target {r.target}: **{r.verdict}**"
-        )
+        if r.details.get("cells"):
+            lines.append(
+                f"- lameduck: **{r.lameduck_cell}**, bare uvicorn: **{r.bare_cell}**; target {r.target}: "
+                f"**{r.verdict}**"
+            )
+        else:
+            lines.append(
+                f"- medians: lameduck **{common.fmt(r.lameduck, 1)} {r.unit}**, bare uvicorn "
+                f"**{common.fmt(r.bare, 1)} {r.unit}**, ratio **{_ratio_cell(r)}**; target {r.target}: **{r.verdict}**"
+            )
         for kind in (LAMEDUCK, BARE):
             if kind in r.samples:
                 lines.append(f"- samples, {common.LABELS[kind]} ({r.unit}): {_samples(r.samples[kind], r.unit)}")
@@ -150,6 +178,8 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
             lines.append(f"- command ({common.LABELS.get(label, label)}): `{cmd}`")
         lines.append(f"- took {r.seconds:.0f} s")
         lines.append("")
+        if r.details.get("cells"):
+            lines += _rollout_lines(r)
     lines += [
         "## Method",
         "",
@@ -162,6 +192,11 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         "in flight; E - T_long_end = exit (waitpid) minus the instant the client finished reading the longest "
         "request's response. Negative would mean the exit was seen before the client read the bytes.",
         "- **rss**: VmRSS from `/proc/PID/status` 1 s after N idle keep-alive connections were opened.",
+        "- **rollout**: one `lameduck rollout --json FILE` subprocess per run (3 replicas behind HAProxy, each "
+        "replaced once; endpoint removal after a seeded random 0.5..2.0 s, in parallel with preStop, then SIGTERM, "
+        "SIGKILL at 30 s); every request the load sent is an answer or a failure of one kind, none is retried by "
+        "the client; `causes` puts each failure next to the last termination step (any replica) within 5 s before "
+        "it. The peers run with their default shutdown settings.",
         "- p90: linear interpolation between order statistics (`statistics.quantiles(n=10, method='inclusive')`).",
         "",
     ]
@@ -186,3 +221,150 @@ def summary(results: Sequence[Result]) -> str:
             f"{r.target:<28} {r.verdict}"
         )
     return "\n".join(out)
+
+
+# -- the rollout benchmark's matrix -----------------------------------------------------------------------------
+
+_STEP_SHOWN = {"removed": "endpoint removed", "listener-closed": "listener closed", "exit": "exit"}
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _per_seed(values: Sequence[int]) -> str:
+    return " / ".join(f"{v:,}" for v in values)
+
+
+def _cause(cause: dict[str, Any]) -> str:
+    return (
+        f"{cause['count']:,} {cause['kind']} after {cause['after']} ({' '.join(cause['replicas']) or '—'}) "
+        f"+{cause['from_s']:.2f}…{cause['to_s']:.2f} s"
+    )
+
+
+def _kinds_cell(cell: dict[str, Any]) -> str:
+    if not cell["failed_by_kind"]:
+        return "—"
+    kinds = ", ".join(f"{k} {v:,}" for k, v in cell["failed_by_kind"].items())
+    requests = ", ".join(f"{k} {v:,}" for k, v in cell["failed_by_request"].items())
+    return f"{kinds} ({requests})"
+
+
+def _timing_cell(cell: dict[str, Any]) -> str:
+    timing = cell["timing"]
+    parts = [f"{_STEP_SHOWN[step]} {_seconds(timing.get(step))}" for step in ("removed", "listener-closed", "exit")]
+    killed = f"; SIGKILL {cell['killed']}/{cell['replaced']}" if cell["killed"] else ""
+    return ", ".join(parts) + killed
+
+
+def _cells(r: Result) -> list[dict[str, Any]]:
+    return list(r.details.get("cells", []))
+
+
+def _find(cells: Sequence[dict[str, Any]], server: str, prestop: str, lb: str) -> dict[str, Any] | None:
+    for cell in cells:
+        if (cell["server"], cell["prestop"], cell["lb"]) == (server, prestop, lb):
+            return cell
+    return None
+
+
+def _totals(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "not run"
+    return f"{sum(cell['failed']):,} of {sum(cell['requests']):,} failed"
+
+
+def _measured(server: str, cells: Sequence[dict[str, Any]]) -> str:
+    """What the runs show for one server, in sentences built from the figures only."""
+    out = []
+    prestops = sorted({c["prestop"] for c in cells if c["server"] == server}, key=lambda p: p != "none")
+    for prestop in prestops:
+        per_lb = [(lb, _find(cells, server, prestop, lb)) for lb in ("tcp", "http")]
+        shown = "; ".join(f"--lb {lb} {_totals(cell)}" for lb, cell in per_lb if cell is not None)
+        out.append(f"preStop {prestop}: {shown}.")
+    none = [c for c in cells if c["server"] == server and c["prestop"] == "none"]
+    if none:
+        timing = none[0]["timing"]
+        closed, removed, exited = timing.get("listener-closed"), timing.get("removed"), timing.get("exit")
+        if closed is not None and removed is not None:
+            gap = removed - closed
+            when = (
+                f"{gap:.2f} s before the endpoint left HAProxy"
+                if gap > 0
+                else f"{-gap:.2f} s after the endpoint left HAProxy"
+            )
+            out.append(
+                f"Without preStop (medians over the replaced replicas, --lb {none[0]['lb']}): connects to it started "
+                f"failing {closed:.2f} s after SIGTERM, {when}; the process exited at {_seconds(exited)} s."
+            )
+        tcp = _find(cells, server, "none", "tcp")
+        http = _find(cells, server, "none", "http")
+        if tcp and http and sum(tcp["failed"]) and closed is not None and removed is not None and closed < removed:
+            out.append(
+                "Connects sent to the replica in that gap fail; with --lb tcp (kube-proxy: no retry) each is a "
+                "failed request and the client's next connection can land there again"
+                + (
+                    ", while with --lb http HAProxy retried refused connects on another replica."
+                    if sum(http["failed"]) < sum(tcp["failed"]) / 10
+                    else "; --lb http failed too: see the where/why column."
+                )
+            )
+    http = _find(cells, server, "none", "http")
+    if http and 0 < sum(http["failed"]) <= 10 and all(c["after"] == "SIGTERM" for c in http["causes"]):
+        lo = min(c["from_s"] for c in http["causes"])
+        hi = max(c["to_s"] for c in http["causes"])
+        out.append(
+            f"The {sum(http['failed'])} --lb http failures without preStop all came +{lo:.2f}…{hi:.2f} s after a "
+            "SIGTERM: the moment the server closes its idle keep-alive connections, HAProxy's pooled connections "
+            "to it among them."
+        )
+    slept = _find(cells, server, "sleep:5", "tcp")
+    if slept and sum(slept["failed"]) and slept["timing"].get("removed") is not None:
+        causes = slept["causes"][:1]
+        top = f" (mostly {_cause(causes[0])})" if causes else ""
+        out.append(
+            f"With preStop sleep:5 the endpoint was removed {-slept['timing']['removed']:.2f} s before SIGTERM "
+            f"(median), yet --lb tcp still lost {sum(slept['failed']):,} requests{top}: after removal only "
+            "keep-alive connections opened earlier still reach the replica (kube-proxy keeps established "
+            "connections), and the server closing them at SIGTERM races with requests the client is sending."
+        )
+    return " ".join(out)
+
+
+def _rollout_lines(r: Result) -> list[str]:
+    cells = _cells(r)
+    servers: dict[str, dict[str, str]] = r.details.get("servers", {})
+    seeds = ", ".join(str(s) for s in r.details.get("seeds", []))
+    lines = [
+        f"#### Rollout matrix: server x preStop x load balancer, seeds {seeds}",
+        "",
+        "Per seed in seed order. *where / why*: each failure is put next to the last termination step (of any "
+        "replica) less than 5 s before it, with the delay after that step (`causes` in `lameduck rollout --json`). "
+        "*timeline*: medians over the replaced replicas, in seconds after their SIGTERM (the endpoint removal is "
+        "negative when it happened during preStop). `eof`: the connection closed after the request was sent "
+        "and no answer came (through HAProxy a refused or reset connect to the replica also reaches the client "
+        "as `eof`: HAProxy closes the client's connection); fast = `GET /`, slow = `GET /sleep?ms=300`, "
+        "post = `POST /orders`.",
+        "",
+        "| server | preStop | LB | requests | failed | failures by kind (request) | where / why | timeline (s after "
+        "SIGTERM) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in cells:
+        label = servers.get(cell["server"], {}).get("label", cell["server"])
+        failed = _per_seed(cell["failed"])
+        if cell["server"] == "lameduck" and cell["prestop"] == "none":
+            failed = f"**{failed}**"
+        why = "; ".join(_cause(c) for c in cell["causes"]) or "—"
+        if cell["errors"]:
+            why = f"ERROR: {'; '.join(cell['errors'])}; {why}"
+        lines.append(
+            f"| {label} | {cell['prestop']} | {cell['lb']} | {_per_seed(cell['requests'])} | {failed} | "
+            f"{_kinds_cell(cell)} | {why} | {_timing_cell(cell)} |"
+        )
+    lines += ["", "#### Where each server fails, and why", ""]
+    for key, info in servers.items():
+        lines.append(f"- **{info['label']}**: {info['mechanism']} Measured: {_measured(key, cells)}")
+    lines.append("")
+    return lines
