@@ -82,3 +82,29 @@ def test_unread_bytes_counts_what_the_client_sent() -> None:
 
 def test_sent_within_tells_a_warm_connection_from_an_idle_one() -> None:
     asyncio.run(_sent_within_tells_a_warm_connection_from_an_idle_one())
+
+
+def test_refusing_new_connections_drops_syns_but_keeps_established_ones() -> None:
+    """The listener filter: a new connect gets no answer (its SYN is dropped, so it cannot be reset later),
+    a connection already accepted keeps working, and once the listener is closed connects are refused."""
+    import socket
+
+    sock = listener.bind("127.0.0.1", 0, 16)
+    port = sock.getsockname()[1]
+    sock.setblocking(True)
+    before = socket.create_connection(("127.0.0.1", port), timeout=2)
+    served, _ = sock.accept()
+    try:
+        assert listener.refuse_new_connections(sock)
+        with pytest.raises(TimeoutError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.3)
+        before.sendall(b"ping")
+        assert served.recv(4) == b"ping"  # established connections are not the listener's: untouched
+        assert listener.accept_queue_length(sock) == 0
+        sock.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+    finally:
+        before.close()
+        served.close()
+        sock.close()

@@ -41,6 +41,19 @@ class _SockFprog(ctypes.Structure):
 
 
 _BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return k bytes of the packet"; k=0 drops it
+_BPF_LDB_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS: load the byte at offset k
+_BPF_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
+_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_TCP_FLAGS = 13  # a TCP socket filter sees the packet from the TCP header on; flags are its 14th byte
+_SYN, _ACK = 0x02, 0x10
+#: Drop a segment whose flags have SYN without ACK (a new connection); keep everything else.
+_DROP_PURE_SYN = (
+    (_BPF_LDB_ABS, 0, 0, _TCP_FLAGS),
+    (_BPF_AND_K, 0, 0, _SYN | _ACK),
+    (_BPF_JEQ_K, 0, 1, _SYN),  # pure SYN: fall through to "drop"; otherwise skip to "keep"
+    (_BPF_RET_K, 0, 0, 0),
+    (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+)
 
 
 def bind(host: str, port: int, backlog: int) -> socket.socket:
@@ -60,11 +73,17 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def refuse_new_connections(sock: socket.socket) -> bool:
-    """Drop new SYNs to ``sock`` from now on; False where the kernel does not support it."""
+    """Drop new SYNs to ``sock`` from now on; False where the kernel does not support it.
+
+    Only a *pure* SYN (SYN set, ACK clear) is dropped. The last ACK of a handshake already under way goes to
+    the listener too, and dropping it would leave that client believing it is connected while the server
+    never completes the connection: its request would meet a reset when the listener closes. Let through, the
+    handshake completes, the connection joins the accept queue, and it is served.
+    """
     if not sys.platform.startswith("linux"):
         return False
-    program = (_SockFilter * 1)(_SockFilter(_BPF_RET_K, 0, 0, 0))
-    fprog = _SockFprog(1, ctypes.cast(program, ctypes.POINTER(_SockFilter)))
+    program = (_SockFilter * len(_DROP_PURE_SYN))(*(_SockFilter(*op) for op in _DROP_PURE_SYN))
+    fprog = _SockFprog(len(_DROP_PURE_SYN), ctypes.cast(program, ctypes.POINTER(_SockFilter)))
     try:
         sock.setsockopt(
             socket.SOL_SOCKET, SO_ATTACH_FILTER, ctypes.string_at(ctypes.addressof(fprog), ctypes.sizeof(fprog))
