@@ -9,7 +9,9 @@
     ├── StartupError          the app's lifespan startup failed or a startup check never passed
     ├── LifecycleError        an illegal transition of the lifecycle core (a bug in lameduck, not in the app)
     ├── NotRunningError       a runtime API (spawn, time_left, ...) was used outside a running lameduck service
-    └── ShuttingDownError     background work was submitted once cleanup had begun; it would race the hooks
+    ├── ShuttingDownError     background work was submitted once cleanup had begun; it would race the hooks
+    ├── BrokerError           a queue backend (database or broker) failed or is unreachable; nothing was lost
+    └── JobCancelledError     raised by ``job.token.raise_if_cancelled()`` inside a sync handler being stopped
 
 The library raises these; only the CLI turns them into exit codes (see ``lameduck.core.outcome``).
 """
@@ -57,3 +59,19 @@ class NotRunningError(LameduckError):
 
 class ShuttingDownError(LameduckError):
     """Background work was submitted once cleanup had begun (after the drain); it would race the hooks."""
+
+
+class BrokerError(LameduckError):
+    """A queue backend failed: the database or broker is unreachable or refused an operation.
+
+    Raised after the retries the budget allows. Nothing is acknowledged that did not complete, so the job it
+    concerned runs again once its lease expires (or at once, where the broker requeues on disconnect).
+    """
+
+
+class JobCancelledError(LameduckError):
+    """Raised by ``job.token.raise_if_cancelled()``: the drain deadline or the job's timeout passed.
+
+    Sync handlers run in threads that Python cannot interrupt; they check the token between steps and let this
+    propagate so that their job is released (drain) or retried (timeout) instead of completed.
+    """

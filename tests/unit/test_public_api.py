@@ -61,8 +61,10 @@ def test_star_import_gives_exactly_all() -> None:
 def test_the_errors_module_defines_the_expected_tree() -> None:
     assert [cls.__name__ for cls in ERROR_CLASSES] == [
         "AppLoadError",
+        "BrokerError",
         "BudgetError",
         "ConfigError",
+        "JobCancelledError",
         "LameduckError",
         "LifecycleError",
         "NotRunningError",
