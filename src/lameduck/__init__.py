@@ -1,6 +1,7 @@
-"""lameduck: SIGTERM becomes a disciplined, bounded shutdown for Python ASGI services.
+"""lameduck: SIGTERM becomes a disciplined, bounded shutdown for Python ASGI services and queue workers.
 
-Run ``lameduck serve MODULE:ATTR`` or ``lameduck.run(app)``; from application code, use ``time_left()`` /
+Run ``lameduck serve MODULE:ATTR`` or ``lameduck.run(app)``, ``lameduck work MODULE:ATTR`` for a ``Worker``
+(``enqueue`` puts jobs on its queues); from application code, use ``time_left()`` /
 ``drain_deadline()`` to bound outbound calls, ``spawn()`` for background work the drain waits for,
 ``on_cleanup`` for teardown, and the ``*_check`` decorators for probes.
 """
@@ -15,8 +16,10 @@ from lameduck.core.outcome import ExitCode, Outcome
 from lameduck.core.phases import Phase
 from lameduck.errors import (
     AppLoadError,
+    BrokerError,
     BudgetError,
     ConfigError,
+    JobCancelledError,
     LameduckError,
     LifecycleError,
     NotRunningError,
@@ -37,13 +40,20 @@ from lameduck.runtime.api import (
     wait_draining,
 )
 from lameduck.serve import run
+from lameduck.workers.job import CancelToken, Job
+from lameduck.workers.producer import Producer, enqueue
+from lameduck.workers.worker import Worker
 
 __all__ = [
     "AppLoadError",
+    "BrokerError",
     "Budget",
     "BudgetError",
+    "CancelToken",
     "ConfigError",
     "ExitCode",
+    "Job",
+    "JobCancelledError",
     "Kind",
     "LameduckError",
     "LameduckMiddleware",
@@ -51,11 +61,14 @@ __all__ = [
     "NotRunningError",
     "Outcome",
     "Phase",
+    "Producer",
     "Settings",
     "ShuttingDownError",
     "StartupError",
+    "Worker",
     "__version__",
     "drain_deadline",
+    "enqueue",
     "is_draining",
     "is_running",
     "liveness_check",

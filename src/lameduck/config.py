@@ -88,6 +88,30 @@ def _path(raw: Any) -> str:
     return value
 
 
+#: URL schemes of the queue backends (lameduck.workers.broker maps each to its module).
+BROKER_SCHEMES = ("sqlite", "postgresql", "postgres", "redis", "rediss", "amqp", "amqps", "memory")
+
+
+def _broker_url(raw: Any) -> str | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = str(raw).strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in BROKER_SCHEMES or not rest:
+        raise ValueError
+    return value
+
+
+def _target(raw: Any) -> str | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = str(raw).strip()
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr or " " in value:
+        raise ValueError
+    return value
+
+
 def _text(raw: Any) -> str:
     value = str(raw).strip()
     if not value:
@@ -113,6 +137,9 @@ _METAVARS = {
     "loop": "{auto,asyncio,uvloop}",
     "log_format": "{text,json}",
     "log_level": "{debug,info,warning,error}",
+    "worker": "MODULE:ATTR",
+    "broker": "URL",
+    "concurrency": "N",
 }
 
 
@@ -230,6 +257,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http", _choice("auto", "h11", "httptools"), "auto", "auto|h11|httptools", "HTTP/1.1 parser"),
     Setting("loop", _choice("auto", "asyncio", "uvloop"), "auto", "auto|asyncio|uvloop", "event loop"),
     Setting("access_log", _boolean, False, "on/off", "log every request (uvicorn's access log)", boolean=True),
+    Setting(
+        "worker",
+        _target,
+        None,
+        "MODULE:ATTR",
+        "a lameduck.Worker to run in the same process (serve); the worker to run (work)",
+    ),
+    Setting(
+        "broker",
+        _broker_url,
+        None,
+        "a sqlite://, postgresql://, redis://, amqp:// or memory:// URL",
+        "where the worker's jobs live; default: the Worker's own, else sqlite:///lameduck-jobs.sqlite3",
+    ),
+    Setting("concurrency", _integer(1, 10000), 10, "1..10000", "jobs handled at once (the broker's prefetch)"),
+    Setting(
+        "lease",
+        _seconds(0.1, 3600),
+        10.0,
+        "0.1 ≤ s ≤ 3600",
+        "a claimed job is someone else's to run this long after its worker stops extending it (every lease/3)",
+    ),
+    Setting(
+        "poll_interval",
+        _seconds(0.01, 60),
+        1.0,
+        "0.01 ≤ s ≤ 60",
+        "longest wait between claims when the queue is empty (PostgreSQL and Redis wake earlier on new jobs)",
+    ),
     Setting("log_format", _choice("text", "json"), "text", "text|json", "log format; json gives one object per line"),
     Setting(
         "log_level",
@@ -270,14 +326,23 @@ class Settings:
     access_log: bool = False
     log_format: str = "text"
     log_level: str = "info"
-    # Resolved from the others by ``load``.
+    worker: str | None = None
+    broker: str | None = None
+    concurrency: int = 10
+    lease: float = 10.0
+    poll_interval: float = 1.0
+    # Resolved by ``load``, not settings of their own.
     in_kubernetes: bool = False
+    #: ``lameduck work``: no HTTP listener, so nothing needs a lame-duck window.
+    work_only: bool = False
 
     @classmethod
     def load(
         cls,
         values: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        work_only: bool = False,
     ) -> Settings:
         """Validate ``values`` (flags or keyword arguments) over ``env`` (``LAMEDUCK_*``) over the defaults.
 
@@ -305,6 +370,7 @@ class Settings:
                 name = setting.flag if source in (None, setting.flag) else f"{setting.flag} ({setting.env})"
                 raise ConfigError(name, f"must be {setting.allowed} (got {raw!r})") from None
         parsed["in_kubernetes"] = bool(env.get("KUBERNETES_SERVICE_HOST"))
+        parsed["work_only"] = work_only
         settings = cls(**parsed)
         settings.validate()
         return settings
@@ -324,11 +390,13 @@ class Settings:
     def lame_duck_seconds(self) -> float:
         if self.lame_duck is not None:
             return self.lame_duck
-        return KUBERNETES_LAME_DUCK if self.in_kubernetes else 0.0
+        return KUBERNETES_LAME_DUCK if self.in_kubernetes and not self.work_only else 0.0
 
     def lame_duck_reason(self) -> str:
         if self.lame_duck is not None:
             return "set explicitly"
+        if self.work_only:
+            return "auto: no HTTP listener for load balancers to drain (lameduck work), so 0 s"
         if self.in_kubernetes:
             return f"auto: KUBERNETES_SERVICE_HOST is set, so {KUBERNETES_LAME_DUCK:g} s for endpoint removal"
         return "auto: not under Kubernetes, so 0 s"
@@ -353,4 +421,5 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-assert {f.name for f in fields(Settings)} - {"in_kubernetes"} == set(BY_NAME), "SETTINGS and Settings disagree"
+_RESOLVED = {"in_kubernetes", "work_only"}
+assert {f.name for f in fields(Settings)} - _RESOLVED == set(BY_NAME), "SETTINGS and Settings disagree"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lameduck._version import __version__
+from lameduck.cli import jobs as jobs_cli
 from lameduck.cli import rollout as rollout_cli
 from lameduck.cli import verify as verify_cli
 from lameduck.config import SETTINGS, Setting, Settings
@@ -63,6 +64,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     for setting in SETTINGS:
         _add(serve, setting)
+    work = sub.add_parser(
+        "work",
+        help="run a lameduck.Worker: queue handlers with the same shutdown contract",
+        description="Run the Worker at MODULE:ATTR; SIGTERM/SIGINT stop claiming at once, in-flight jobs finish "
+        "until the drain deadline, the rest are released. Probes listen on --probe-port, else --port.",
+        epilog=_EPILOG,
+    )
+    work.add_argument("worker", nargs="?", default=None, metavar="WORKER", help="the lameduck.Worker, MODULE:ATTR")
+    for setting in SETTINGS:
+        if setting.name not in _HTTP_ONLY:
+            _add(work, setting)
+    jobs = sub.add_parser(
+        "jobs",
+        help="create the job queue's schema, or show its jobs by state",
+        usage="lameduck jobs {init,status} [--broker URL] [--queue NAME] [--json]",
+        description=jobs_cli.DESCRIPTION,
+    )
+    jobs_cli.add_arguments(jobs)
     budget = sub.add_parser(
         "budget",
         help="print the shutdown timeline for the given settings",
@@ -90,7 +109,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = ("serve", "budget", "verify", "rollout")
+#: Settings that mean nothing without an app: ``lameduck work`` does not offer them.
+_HTTP_ONLY = frozenset({"app", "factory", "worker", "access_log", "backlog", "keep_alive_timeout"})
+_SUBCOMMANDS = ("serve", "work", "jobs", "budget", "verify", "rollout")
 #: Subcommands that run another command, given after ``--``.
 _WRAPPERS = ("verify", "rollout")
 
@@ -117,10 +138,16 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     if args.command == "rollout":
         return rollout_cli.run(args, command, _fail)
     environ = dict(os.environ if env is None else env)
+    if args.command == "jobs":
+        return jobs_cli.run(args, environ, _fail)
     values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command is None:
         build_parser().print_help()
         return int(ExitCode.USAGE)
+    if args.command == "work":
+        environ.pop("LAMEDUCK_APP", None)  # a worker process serves no app, whatever the environment says
+        if values.get("worker") is None and not environ.get("LAMEDUCK_WORKER"):
+            _fail("WORKER: must be MODULE:ATTR, e.g. lameduck work tasks:worker")
     try:
         if args.command == "budget":
             settings = Settings.load(values, environ)
@@ -135,7 +162,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     except ConfigError as exc:
         _fail(str(exc))
     except AppLoadError as exc:
-        _fail(f"APP: {exc}")
+        _fail(f"{'WORKER' if args.command == 'work' else 'APP'}: {exc}")
     except StartupError as exc:
         traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         sys.stderr.write(f"lameduck: error: {exc}\n")

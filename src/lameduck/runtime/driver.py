@@ -37,6 +37,7 @@ from lameduck.runtime.checks import Health
 from lameduck.runtime.events import emit
 from lameduck.runtime.frontend import Frontend
 from lameduck.runtime.hooks import CheckKind, Registry, run_cleanup
+from lameduck.runtime.intake import Intake
 from lameduck.runtime.tracking import Tracker
 
 #: Longest wait for the kernel's accept queue to empty after new SYNs are dropped (normally < 1 ms).
@@ -75,6 +76,8 @@ class Driver:
         self.plain = False
         self.frontends: list[Frontend] = []
         self.probe_frontends: list[Frontend] = []
+        #: Queue workers: they claim while ready, stop at the first signal, and drain with the requests.
+        self.intakes: list[Intake] = []
         self.stopping = asyncio.Event()
         #: Set when startup is over, whichever way it went (``lameduck.wrap`` answers lifespan startup then).
         self.started_event = asyncio.Event()
@@ -180,6 +183,11 @@ class Driver:
                     await frontend.stop()
                 except Exception as exc:
                     emit("driver.step_failed", f"stopping {frontend.name}: {exc!r}", level=logging.ERROR)
+            for intake in self.intakes:
+                try:
+                    await intake.close()
+                except Exception as exc:
+                    emit("driver.step_failed", f"closing {intake.name}: {exc!r}", level=logging.ERROR)
             await self.tracker.stop_services()
             restore()
         outcome = self.lifecycle.outcome()
@@ -203,6 +211,8 @@ class Driver:
         began = time.perf_counter()
         try:
             await startup()
+            for intake in self.intakes:
+                await intake.open()
             await self._startup_checks()
         except asyncio.CancelledError:
             raise
@@ -258,8 +268,14 @@ class Driver:
 
     async def _step(self, step: Step, deadline: float | None) -> None:
         match step:
-            case Step.MARK_READY | Step.MARK_NOT_READY | Step.STOP_INTAKE | Step.FINISH:
-                pass  # readiness is derived from the phase; workers (issue 4) will hook STOP_INTAKE
+            case Step.MARK_READY:
+                for intake in self.intakes:
+                    intake.begin()
+            case Step.STOP_INTAKE:
+                for intake in self.intakes:
+                    intake.stop_intake()
+            case Step.MARK_NOT_READY | Step.FINISH:
+                pass  # readiness is derived from the phase
             case Step.CONNECTION_CLOSE:
                 self.connection_close = True
                 self._update_plain()
@@ -305,6 +321,8 @@ class Driver:
         pending = self.tracker.work()
         for frontend in self.frontends:
             pending |= frontend.pending()
+        for intake in self.intakes:
+            pending |= intake.pending()
         return pending
 
     async def _watch_drain(self) -> None:
@@ -334,6 +352,16 @@ class Driver:
                     tasks=len(stuck),
                     names=sorted(t.get_name() for t in stuck),
                 )
+        for intake in self.intakes:
+            # Jobs whose handler ignored the cancellation (or whose release failed) go back to the queue now.
+            kept = await intake.abandon()
+            if kept:
+                emit(
+                    "jobs.unreleased",
+                    f"{kept} job(s) could not be released; they run again when their lease expires",
+                    level=logging.ERROR,
+                    jobs=kept,
+                )
 
     # -- the end ---------------------------------------------------------------------------------------------
 
@@ -351,6 +379,8 @@ class Driver:
             "requests": stats.completed[Kind.REQUEST] + stats.failed[Kind.REQUEST] + stats.aborted[Kind.REQUEST],
             **self._figures,
         }
+        for intake in self.intakes:
+            fields.update(intake.figures())
         if (stopped := self.lifecycle.stopped_at) is not None:
             fields["stop_to_exit_ms"] = round((self.now() - stopped) * 1000, 1)
         if outcome.startup_error:
