@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import subprocess
@@ -90,3 +91,45 @@ def test_readme_rollout_command_loses_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "PASS 0 failed requests" in result.stdout
     assert (tmp_path / "rollout.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_worker_example_runs_as_written(serve: Any, tmp_path: Path) -> None:
+    env = {"LAMEDUCK_BROKER": f"sqlite:///{tmp_path}/jobs.sqlite3"}
+    fill = subprocess.run(
+        [sys.executable, "-m", "examples.worker", "5"],
+        cwd=REPO,
+        env={**_clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert fill.returncode == 0, fill.stderr
+    assert "enqueued 5 emails and 1 report" in fill.stdout
+    svc = serve(
+        "",
+        command=[
+            sys.executable,
+            "-m",
+            "lameduck",
+            "work",
+            "examples.worker:worker",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not any("report daily built" in line for line in svc.stdout):
+        assert time.monotonic() < deadline, "\n".join(svc.stdout)
+        time.sleep(0.05)
+    svc.send(signal.SIGTERM)
+    assert svc.wait(15) == 0
+    assert svc.summary()["jobs"]["completed"] == 6
+    assert sum("sent welcome" in line for line in svc.stdout) == 5
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LAMEDUCK_")}
