@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from lameduck.verify.client import get
@@ -301,3 +302,44 @@ def test_serve_with_a_worker_shares_one_budget_and_one_summary(tmp_path: Path, s
     assert summary["jobs"]["completed"] == 5
     assert summary["requests"] >= 1
     assert len(svc.named("lameduck.summary")) == 1
+
+
+def test_a_sync_handler_that_ignores_its_token_is_abandoned_and_the_process_still_exits(tmp_path: Path) -> None:
+    e = Env(CASES[0], f"sqlite:///{tmp_path}/jobs.sqlite3", f"stuck-{uuid.uuid4().hex[:8]}", tmp_path / "rec.txt")
+    sync = Env(e.case, e.url, f"{e.queue}.sync", e.record)
+    sync.enqueue([{"n": 0, "seconds": 120}])
+    w = e.worker("--drain-timeout", "0.5", "--grace", "10")
+    e.wait_lines("start", 1)
+    sent = time.monotonic()
+    w.send(signal.SIGTERM)
+    assert w.wait(15) == 1
+    assert time.monotonic() - sent < 10  # inside the grace period, although the thread never stopped
+    assert w.summary()["aborted"] == {"job": 1}
+    assert sync.status() == {"queued": 1}  # released, not lost, not done
+
+
+def test_postgres_connections_killed_during_the_drain_are_reconnected(tmp_path: Path, serve: Any) -> None:
+    seconds = 1.0
+
+    queue = f"fault-{uuid.uuid4().hex[:8]}"
+    name = f"lameduck-{queue}"  # this worker's connections only
+    e = Env(CASES[1], f"{PG_URL}?application_name={name}", queue, tmp_path / "rec.txt")
+    try:
+        e.enqueue([{"n": n, "seconds": seconds} for n in range(4)])
+        w = e.worker("--concurrency", "4", "--drain-timeout", "10")
+        e.wait_lines("start", 4)
+        w.send(signal.SIGTERM)
+        w.wait_event("lameduck.worker.intake_stopped", 5)
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [name],
+            ).fetchone()
+        assert killed is not None
+        assert killed[0] >= 1
+        assert w.wait(20) == 0  # the acks were retried on a new connection within the budget
+        assert w.named("lameduck.broker.retrying")
+        assert w.summary()["jobs"]["completed"] == 4
+        assert e.status().get("done") == 4
+    finally:
+        asyncio.run(_pg_cleanup([queue]))

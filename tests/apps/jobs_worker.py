@@ -30,3 +30,11 @@ async def handle(job: lameduck.Job) -> None:
     if job.payload.get("fail_first") and job.attempt == 1:
         raise RuntimeError("first attempt fails")
     record("done", job)
+
+
+@worker.handler(f"{QUEUE}.sync", max_attempts=50)
+def handle_sync(job: lameduck.Job) -> None:
+    """Ignores its token on purpose: the drain must abandon it, release its job and still exit in time."""
+    record("start", job)
+    time.sleep(min(float(job.payload.get("seconds", 0)), MAX_SLEEP))
+    record("done", job)
