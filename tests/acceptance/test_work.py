@@ -343,3 +343,24 @@ def test_postgres_connections_killed_during_the_drain_are_reconnected(tmp_path: 
         assert e.status().get("done") == 4
     finally:
         asyncio.run(_pg_cleanup([queue]))
+
+
+def test_a_backend_that_never_comes_up_is_a_startup_failure() -> None:
+    began = time.monotonic()
+    done = lameduck(
+        "work",
+        "tests.apps.jobs_worker:worker",
+        "--port",
+        "0",
+        "--startup-timeout",
+        "1.5",
+        "--broker",
+        "postgresql://postgres@127.0.0.1:1/none",
+        "--log-format",
+        "json",
+    )
+    assert done.returncode == 3
+    assert time.monotonic() - began < 15
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "lameduck.broker.retrying" for e in events)
+    assert any(e["event"] == "lameduck.summary" and e["outcome"] == "startup-failed" for e in events)

@@ -125,8 +125,26 @@ class Runner:
     # -- Intake ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await self.broker.connect()
-        await self.broker.subscribe(self.worker.queues, worker_id=self.id, lease=self.lease, prefetch=self.concurrency)
+        """Connect and subscribe, retrying while the backend is not up yet (containers start in any order);
+        the startup timeout bounds this, and then the process exits 3."""
+        pause = _RETRY_FIRST
+        while True:
+            try:
+                await self.broker.connect()
+                await self.broker.subscribe(
+                    self.worker.queues, worker_id=self.id, lease=self.lease, prefetch=self.concurrency
+                )
+                break
+            except BrokerError as exc:
+                if pause == _RETRY_FIRST:
+                    emit(
+                        "broker.retrying",
+                        f"connect failed, retrying: {exc}",
+                        level=logging.WARNING,
+                        operation="connect",
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
         emit(
             "worker.subscribed",
             f"{self.broker.kind}: consuming {', '.join(self.worker.queues)}",
