@@ -43,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from lameduck.errors import BrokerError, ConfigError
+from lameduck.runtime import tracking
 from lameduck.workers.job import Job
 
 GROUP = "lameduck"
@@ -431,7 +432,7 @@ class RedisStreamsBroker:
         # asyncio.wait_for, which on Python 3.11 can swallow a cancellation (CPython gh-86296): the runner's cancel
         # at SIGTERM would then be lost for a whole block. Cancelling a shield never is; the orphaned task ends
         # with its block (it is cancelled too) or at close().
-        blocking = asyncio.ensure_future(self._block(waiter, timeout))
+        blocking = tracking.start(self._block(waiter, timeout), name="lameduck:redis-wait")
         self._blocking.add(blocking)
         blocking.add_done_callback(self._reap)
         try:
