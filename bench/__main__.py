@@ -4,9 +4,11 @@
     python -m bench --quick               # smoke mode: few trials, short runs, writes nothing by default
     python -m bench --only drain --only rss --output /tmp/b.md
     python -m bench --only rollout        # the rolling-deploy matrix against the peer servers (about 22 minutes)
+    python -m bench --only jobs           # lameduck work vs procrastinate, pgqueuer, a bare SQL loop (PostgreSQL)
 
-The rollout benchmark needs the peer servers (hypercorn, gunicorn + uvicorn-worker, granian) and haproxy:
-``./scripts/bench`` runs all of this from .venv-bench, which has them (``pip install -e '.[bench]'``).
+The rollout benchmark needs the peer servers (hypercorn, gunicorn + uvicorn-worker, granian) and haproxy; the jobs
+benchmark needs PostgreSQL at 127.0.0.1:5432 (BENCH_PG_ADMIN_URL overrides it) and, in full mode, procrastinate and
+pgqueuer: ``./scripts/bench`` runs all of this from .venv-bench, which has them (``pip install -e '.[bench]'``).
 
 A full run (no --quick, no --only) writes BENCHMARKS.md at the repository root; other runs write only when
 --output is given, so a partial or quick run never replaces the real results.
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, drain, report, rollout, rss, sigterm_exit, throughput
+from bench import common, drain, jobs, report, rollout, rss, sigterm_exit, throughput
 from bench.common import Result
 
 #: name -> (function, full parameters, quick parameters)
@@ -63,14 +65,43 @@ BENCHMARKS: dict[str, tuple[Callable[..., Result], dict[str, Any], dict[str, Any
             "min_requests": 0,
         },
     ),
+    # Concurrency 10 for every system: lameduck work's default, and what an I/O-bound worker process typically
+    # runs; 20,000 jobs then take 3..20 s per system, long enough that start and end are exact to well under 1 %.
+    # Quick mode runs lameduck and the bare loop only (the peers live in .venv-bench, not in the test venv).
+    jobs.NAME: (
+        jobs.run,
+        {
+            "systems": jobs.ALL_SYSTEMS,
+            "jobs": 20_000,
+            "trials": 5,
+            "concurrency": 10,
+            "stop_trials": 9,
+            "stop_jobs": 5_000,
+            "reclaim_trials": 9,
+            "lease": 2.0,
+            "poll_interval": 1.0,
+        },
+        {
+            "systems": (jobs.LAMEDUCK, jobs.BARE_SQL),
+            "jobs": 2_000,
+            "trials": 1,
+            "concurrency": 10,
+            "stop_trials": 1,
+            "stop_jobs": 3_000,
+            "reclaim_trials": 1,
+            "lease": 2.0,
+            "poll_interval": 1.0,
+        },
+    ),
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="lameduck serve vs bare uvicorn: throughput, SIGTERM exit, drain exactness, RSS; and rolling "
-        "deploys behind HAProxy against uvicorn, hypercorn, gunicorn + UvicornWorker and granian.",
+        description="lameduck serve vs bare uvicorn: throughput, SIGTERM exit, drain exactness, RSS; rolling "
+        "deploys behind HAProxy against uvicorn, hypercorn, gunicorn + UvicornWorker and granian; and lameduck work's "
+        "PostgreSQL queue against procrastinate, pgqueuer and a bare SQL loop.",
     )
     parser.add_argument(
         "--only",
@@ -116,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             result = Result(name=name, title=name, target="—", unit="")
             result.error = f"{type(exc).__name__}: {exc}"
-        result.foreign_cpus, result.steal_cpus = common.CpuSnapshot.take().since(before)
+        after = common.CpuSnapshot.take()
+        result.foreign_cpus, result.steal_cpus = after.since(before)
+        # A server the benchmark itself drives (the jobs benchmark's PostgreSQL) is not "other processes".
+        if (server := result.details.get("server_cpu_seconds")) is not None:
+            result.foreign_cpus = max(0.0, result.foreign_cpus - server / max(after.at - before.at, 1e-9))
         results.append(result)
         print(
             f"[{name}] {result.verdict} ({result.seconds:.0f} s; other processes used {result.foreign_cpus:.2f} CPUs, "

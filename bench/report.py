@@ -83,6 +83,7 @@ def machine() -> dict[str, Any]:
         "wrk": _wrk_version(),
         "haproxy": _haproxy_version(),
         "peers": {dist: _version(dist) for dist in ("hypercorn", "gunicorn", "uvicorn-worker", "granian")},
+        "job_peers": {dist: _version(dist) for dist in ("procrastinate", "pgqueuer", "asyncpg", "psycopg")},
         "pinning": (
             f"servers on CPU {common.SERVER_CPU}, wrk on CPU {common.CLIENT_CPU} (taskset)"
             if common.pinning_available()
@@ -126,6 +127,8 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         "- **peers** (rollout benchmark, installed in .venv-bench only): "
         + ", ".join(f"{dist} {version}" for dist, version in meta.get("peers", {}).items())
         + f"; {meta.get('haproxy', 'haproxy unknown')}",
+        "- **job queues** (jobs benchmark; procrastinate and pgqueuer in .venv-bench only): "
+        + ", ".join(f"{dist} {version}" for dist, version in meta.get("job_peers", {}).items()),
         f"- **CPU pinning**: {meta['pinning']} (not in the rollout benchmark: every process there shares both CPUs)",
         f"- **lameduck source**: commit {meta['git']}"
         + (
@@ -155,7 +158,9 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
             continue
         if r.foreign_cpus is not None and r.foreign_cpus > common.NOISY_FOREIGN_CPUS:
             lines.append(f"- **WARNING: other processes used {r.foreign_cpus:.2f} CPUs during this benchmark**")
-        if r.details.get("cells"):
+        if r.details.get("jobs"):
+            lines += _jobs_lines(r)
+        elif r.details.get("cells"):
             lines.append(
                 f"- lameduck: **{r.lameduck_cell}**, bare uvicorn: **{r.bare_cell}**; target {r.target}: "
                 f"**{r.verdict}**"
@@ -166,7 +171,7 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
                 f"**{common.fmt(r.bare, 1)} {r.unit}**, ratio **{_ratio_cell(r)}**; target {r.target}: **{r.verdict}**"
             )
         for kind in (LAMEDUCK, BARE):
-            if kind in r.samples:
+            if kind in r.samples and not r.details.get("jobs"):
                 lines.append(f"- samples, {common.LABELS[kind]} ({r.unit}): {_samples(r.samples[kind], r.unit)}")
         lines += [f"- {note}" for note in r.notes]
         if r.foreign_cpus is not None:
@@ -197,6 +202,13 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         "SIGKILL at 30 s); every request the load sent is an answer or a failure of one kind, none is retried by "
         "the client; `causes` puts each failure next to the last termination step (any replica) within 5 s before "
         "it. The peers run with their default shutdown settings.",
+        "- **jobs**: one scratch database on the local PostgreSQL, created for the run and dropped after it; per "
+        "trial and system the queue is emptied, refilled with N jobs (VACUUM ANALYZE, CHECKPOINT), and one worker "
+        "process drains it; jobs/s = N ÷ (the database's timestamp of the last completion - the handler's first "
+        "call, `time.time()` written once per process by the same handler code in every system); the database's "
+        "`now()` and `time.time()` read the same clock (one machine). Stop-claiming and reclaim read claim times from "
+        "an audit trigger the benchmark adds to its own table (`lease_expires_at - lease` of each claim). The "
+        'PostgreSQL server\'s CPU is not counted as "other processes" for this benchmark.',
         "- p90: linear interpolation between order statistics (`statistics.quantiles(n=10, method='inclusive')`).",
         "",
     ]
@@ -366,5 +378,66 @@ def _rollout_lines(r: Result) -> list[str]:
     lines += ["", "#### Where each server fails, and why", ""]
     for key, info in servers.items():
         lines.append(f"- **{info['label']}**: {info['mechanism']} Measured: {_measured(key, cells)}")
+    lines.append("")
+    return lines
+
+
+# -- the jobs benchmark's tables ---------------------------------------------------------------------------------
+
+
+def _jobs_lines(r: Result) -> list[str]:
+    """Throughput per system, then the stop-claiming and reclaim runs."""
+    jobs: dict[str, Any] = r.details["jobs"]
+    labels = {"lameduck": "lameduck work", "procrastinate": "procrastinate", "pgqueuer": "pgqueuer"}
+    labels["bare-sql"] = "bare SQL loop"
+    params = jobs["params"]
+    verdicts = jobs["verdicts"]
+
+    def shown(verdict: bool | None) -> str:
+        return "not judged" if verdict is None else ("pass" if verdict else "FAIL")
+
+    lines = [
+        f"- lameduck: **{r.lameduck_cell}**; {r.bare_cell}; target {r.target}: **{r.verdict}** (throughput "
+        f"{shown(verdicts['throughput'])}, stop-claiming {shown(verdicts['stop'])}, reclaim "
+        f"{shown(verdicts['reclaim'])})",
+        "",
+        f"| system | median jobs/s (N = {params['jobs']:,}, concurrency {params['concurrency']}) | samples | "
+        'lameduck ÷ system | "done" observed from |',
+        "|---|---|---|---|---|",
+    ]
+    for key in jobs["systems"]:
+        median = jobs["medians"].get(key)
+        ratio = jobs["ratios"].get(key)
+        samples = ", ".join(f"{d['rate']:,.0f}" if d["error"] is None else "ERROR" for d in jobs["drains"][key])
+        lines.append(
+            f"| {labels.get(key, key)} | {common.fmt(median, 0)} | {samples} | "
+            f"{'—' if ratio is None else f'{ratio:.2f}x'} | {jobs['done_by'][key]} |"
+        )
+    for key in jobs["skipped"]:
+        lines.append(f"| {labels.get(key, key)} | not run (quick mode) | — | — | — |")
+    lines += [
+        "",
+        "| stop run | intake_stopped_ms (worker's event) | latest claim - SIGTERM (database) | claims after SIGTERM | "
+        "released | exit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, stop in enumerate(jobs["stops"], 1):
+        last = stop["last_claim_ms"]
+        lines.append(
+            f"| {i} | {common.fmt(stop['intake_stopped_ms'], 1)} | {'—' if last is None else f'{last:+.1f} ms'} | "
+            f"{stop['claims_after']} of {stop['claims']} | {stop['released']} | {stop['exit_code']} |"
+        )
+    lines += [
+        "",
+        f"| reclaim run (lease {params['lease']:g} s, poll {params['poll_interval']:g} s) | kill → claimed again, "
+        "per job: median | max | leases last renewed before the kill |",
+        "|---|---|---|---|",
+    ]
+    for i, run in enumerate(jobs["reclaims"], 1):
+        delays = run["delays"]
+        median = f"{common.median(delays):.2f} s" if delays else "—"
+        worst = f"{max(delays):.2f} s" if delays else "—"
+        age = "—" if run["last_extend_age"] is None else f"{run['last_extend_age']:.2f} s"
+        lines.append(f"| {i} | {median} | {worst} | {age} |")
     lines.append("")
     return lines

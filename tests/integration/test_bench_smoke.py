@@ -6,10 +6,13 @@ repository's BENCHMARKS.md.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import psycopg
 import pytest
-from bench import common, report, rollout, sigterm_exit
+from bench import common, jobs, report, rollout, sigterm_exit
+from bench.__main__ import BENCHMARKS
 from bench.common import BARE, LAMEDUCK
 
 from lameduck.verify.haproxy import HAProxyMissingError, find_haproxy
@@ -89,4 +92,55 @@ def test_rollout_runs_lameduck_and_uvicorn_and_reports_where_they_fail(tmp_path:
     assert "| lameduck serve | none | tcp |" in text
     assert "| uvicorn | none | tcp |" in text
     assert "**uvicorn**:" in text
+    assert _fingerprint(BENCHMARKS_MD) == before
+
+
+def test_jobs_quick_mode_runs_lameduck_and_the_bare_loop_without_the_peers(tmp_path: Path) -> None:
+    """The jobs benchmark as `python -m bench --only jobs --quick` runs it, from the test venv: procrastinate and
+    pgqueuer are not installed here, and quick mode leaves them out and says so (it is not a skip)."""
+    before = _fingerprint(BENCHMARKS_MD)
+    _fn, full, quick = BENCHMARKS[jobs.NAME]
+    assert set(full["systems"]) == set(jobs.ALL_SYSTEMS)
+    assert set(quick["systems"]) == {jobs.LAMEDUCK, jobs.BARE_SQL}
+    lines: list[str] = []
+    result = jobs.run(**{**quick, "poll_interval": 0.5}, log=lines.append)
+
+    assert result.error is None, result.notes
+    details = result.details["jobs"]
+    assert details["skipped"] == [jobs.PROCRASTINATE, jobs.PGQUEUER]
+    assert any("not run: procrastinate, pgqueuer (quick mode" in note for note in result.notes)
+    assert details["verdicts"]["throughput"] is None  # no peer ran: not judged, and not faked
+    assert result.lameduck is not None
+    assert result.lameduck > 0
+    assert details["medians"][jobs.BARE_SQL] > 0
+    assert len(result.samples[jobs.LAMEDUCK]) == len(result.samples[jobs.BARE_SQL]) == quick["trials"]
+    assert details["ratios"][jobs.BARE_SQL] is not None
+
+    (stop,) = details["stops"]
+    assert stop["exit_code"] == 0
+    assert stop["intake_stopped_ms"] is not None
+    assert stop["intake_stopped_ms"] < 1000  # bench/ reports the real figure against its 100 ms target
+    assert stop["claims"] > 0  # the audit trigger saw the worker's claims
+
+    (reclaim,) = details["reclaims"]
+    assert reclaim["error"] is None
+    assert len(reclaim["delays"]) == quick["concurrency"]  # every job the killed worker held was claimed again
+    lease = quick["lease"]
+    assert all(lease * 0.5 <= d <= lease + 0.5 + 5.0 for d in reclaim["delays"]), reclaim["delays"]
+    assert result.passed is not None
+    assert len(lines) == quick["trials"] * 2 + quick["stop_trials"] + quick["reclaim_trials"]
+
+    with psycopg.connect(jobs.ADMIN_URL, autocommit=True) as conn:  # the scratch database is gone
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"lameduck_bench_jobs_{os.getpid()}_%",)
+        ).fetchall()
+    assert left == []
+
+    out = tmp_path / "BENCH.md"
+    report.write([result], out, report.machine(), command="pytest", mode="smoke", seconds=1.0)
+    text = out.read_text(encoding="utf-8")
+    assert "| lameduck work |" in text
+    assert "| bare SQL loop |" in text
+    assert "| procrastinate | not run (quick mode) |" in text
+    assert "| stop run |" in text
     assert _fingerprint(BENCHMARKS_MD) == before
