@@ -116,6 +116,9 @@ class Runner:
         self._acks = _AckBatch(self._send_acks)
         #: Claimed and not yet settled (acked, retried, buried or released), by job id: the heartbeat's list.
         self._held: dict[str, Job] = {}
+        #: Held jobs whose handler returned and whose ack is on its way: no longer the heartbeat's business (the
+        #: backend may already have them done, and would report their lease "lost").
+        self._acking: set[str] = set()
         self._running: dict[asyncio.Task[None], Job] = {}
         self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
@@ -310,7 +313,12 @@ class Runner:
                 if await self._failed(job, handler, exc):
                     result = Result.FAILED
             else:
-                if await self._acks.ack(job):
+                self._acking.add(job.id)
+                try:
+                    acked = await self._acks.ack(job)
+                finally:
+                    self._acking.discard(job.id)
+                if acked:
                     self._settled([job])
                     self._counts["completed"] += 1
                     result = Result.COMPLETED
@@ -427,7 +435,7 @@ class Runner:
         interval = heartbeat_interval(self.lease)
         while True:
             await asyncio.sleep(interval)
-            jobs = list(self._held.values())
+            jobs = [job for job in self._held.values() if job.id not in self._acking]
             if not jobs:
                 continue
             began = time.monotonic()
@@ -436,7 +444,8 @@ class Runner:
             except BrokerError as exc:
                 emit("broker.extend_failed", str(exc), level=logging.WARNING, jobs=len(jobs))
                 continue
-            for job_id in lost:
+            # Settled (or being acked) while the extend was on its way: not lost, just done.
+            for job_id in sorted(i for i in lost if i in self._held and i not in self._acking):
                 emit(
                     "job.lease_lost",
                     f"lease of job {job_id} was lost; another worker may run it too",
