@@ -144,6 +144,8 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     if args.command is None:
         build_parser().print_help()
         return int(ExitCode.USAGE)
+    if args.command == "serve" and values.get("app") is None and not environ.get("LAMEDUCK_APP"):
+        _fail("APP: must be MODULE:ATTR, e.g. lameduck serve app:app (lameduck work runs a worker alone)")
     if args.command == "work":
         environ.pop("LAMEDUCK_APP", None)  # a worker process serves no app, whatever the environment says
         if values.get("worker") is None and not environ.get("LAMEDUCK_WORKER"):
