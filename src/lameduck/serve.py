@@ -34,19 +34,25 @@ if TYPE_CHECKING:
     from lameduck.workers.worker import Worker
 
 
-def load_app(target: str, *, factory: bool) -> ASGIApp:
-    """Import ``MODULE:ATTR`` (calling it when ``factory``).
-
-    ``AppLoadError`` when the path is wrong (a usage error), ``StartupError`` when the app's own import raised.
-    """
+def _import(target: str) -> Any:
+    """``MODULE:ATTR``: ``AppLoadError`` when the path is wrong (a usage error), ``StartupError`` when the
+    module's own import raised (the app is broken, not the command line)."""
     try:
-        app = import_from_string(target)
+        return import_from_string(target)
     except ImportFromStringError as exc:
         raise AppLoadError(str(exc)) from None
     except ModuleNotFoundError as exc:
         raise AppLoadError(f"importing {target}: {exc}") from exc
     except Exception as exc:
         raise StartupError(f"importing {target} raised {type(exc).__name__}: {exc}") from exc
+
+
+def load_app(target: str, *, factory: bool) -> ASGIApp:
+    """Import ``MODULE:ATTR`` (calling it when ``factory``).
+
+    ``AppLoadError`` when the path is wrong (a usage error), ``StartupError`` when the app's own import raised.
+    """
+    app = _import(target)
     if factory:
         try:
             app = app()
@@ -61,14 +67,7 @@ def load_worker(target: str) -> Worker:
     """Import ``MODULE:ATTR`` naming a ``lameduck.Worker``; errors as for ``load_app``."""
     from lameduck.workers.worker import Worker
 
-    try:
-        worker = import_from_string(target)
-    except ImportFromStringError as exc:
-        raise AppLoadError(str(exc)) from None
-    except ModuleNotFoundError as exc:
-        raise AppLoadError(f"importing {target}: {exc}") from exc
-    except Exception as exc:
-        raise StartupError(f"importing {target} raised {type(exc).__name__}: {exc}") from exc
+    worker = _import(target)
     if not isinstance(worker, Worker):
         raise AppLoadError(f"{target} is a {type(worker).__name__}, not a lameduck.Worker")
     if not worker.handlers:
