@@ -133,7 +133,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, serve: Any) -> Iterator[
     case: Case = request.param
     queue = f"work-{uuid.uuid4().hex[:10]}"
     yield Env(case, case.url(tmp_path), queue, tmp_path / "record.txt")
-    asyncio.run(case.cleanup([queue]))
+    asyncio.run(case.cleanup([queue, f"{queue}.sync"]))  # jobs_worker also consumes QUEUE.sync
 
 
 def probe(port: int, path: str) -> int:
