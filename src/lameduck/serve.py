@@ -186,37 +186,34 @@ async def serve(
                 poll_interval=config.poll_interval,
             )
         )
-    if app is None:
+    stack = None if app is None else build(app, driver, config, probes_on_app_port=config.probes_on_app_port())
+    if stack is None:
         driver.probe_frontends.append(
             UvicornFrontend("probes", Probes(driver, config), config, sockets[0], driver.tracker, access_log=False)
         )
-        api._set_current(driver)
-        try:
-            return await driver.run(_started)
-        finally:
-            api._set_current(None)
-    stack = build(app, driver, config, probes_on_app_port=config.probes_on_app_port())
-    driver.frontends.append(
-        UvicornFrontend(
-            "app",
-            stack.middleware,
-            config,
-            sockets[0],
-            driver.tracker,
-            access_log=config.access_log,
-            state=stack.lifespan.state,
+    else:
+        driver.frontends.append(
+            UvicornFrontend(
+                "app",
+                stack.middleware,
+                config,
+                sockets[0],
+                driver.tracker,
+                access_log=config.access_log,
+                state=stack.lifespan.state,
+            )
         )
-    )
-    if len(sockets) > 1:
-        driver.probe_frontends.append(
-            UvicornFrontend("probes", stack.probes, config, sockets[1], driver.tracker, access_log=False)
-        )
+        if len(sockets) > 1:
+            driver.probe_frontends.append(
+                UvicornFrontend("probes", stack.probes, config, sockets[1], driver.tracker, access_log=False)
+            )
 
     api._set_current(driver)
     try:
-        return await driver.run(stack.startup)
+        return await driver.run(_started if stack is None else stack.startup)
     finally:
-        stack.lifespan.abort()
+        if stack is not None:
+            stack.lifespan.abort()
         api._set_current(None)
 
 

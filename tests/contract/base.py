@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lameduck.workers.broker import Broker
@@ -30,4 +30,3 @@ class Backend:
     counts_running: bool = True
     #: Make a worker "die": by default it simply stops extending; push brokers drop the connection.
     kill: Callable[[Broker], Awaitable[None]] | None = None
-    extra: dict[str, object] = field(default_factory=dict)

@@ -119,7 +119,7 @@ class Runner:
         #: Held jobs whose handler returned and whose ack is on its way: no longer the heartbeat's business (the
         #: backend may already have them done, and would report their lease "lost").
         self._acking: set[str] = set()
-        self._running: dict[asyncio.Task[None], Job] = {}
+        self._running: dict[asyncio.Task[Any], Job] = {}
         self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -182,9 +182,7 @@ class Runner:
         for job in held:
             job.token.cancel("drain deadline")
         emit("jobs.abandoned", f"releasing {len(held)} job(s) whose handler did not stop", jobs=len(held))
-        if await self._retrying("release", self.broker.release, held, until=self.driver.now() + ABANDON_WAIT):
-            self._settled(held)
-            self._counts["released"] += len(held)
+        if await self._release(held, until=self.driver.now() + ABANDON_WAIT):
             return 0
         self._counts["unsettled"] += len(held)
         return len(held)
@@ -228,7 +226,7 @@ class Runner:
                     await self._until(asyncio.sleep(self.poll_interval))
                     continue
                 if self._stopping:
-                    await self._give_back_unstarted(jobs)
+                    await self._release(jobs)
                     break
                 for job in jobs:
                     self._start(job)
@@ -263,32 +261,36 @@ class Runner:
         except BrokerError as exc:
             emit("broker.stop_failed", str(exc), level=logging.WARNING)
             leftovers = []
-        await self._give_back_unstarted(leftovers)
+        await self._release(leftovers)
         emit("worker.intake_stopped", "claiming stopped", ms=self._intake_stopped_ms, in_flight=len(self._running))
 
-    async def _give_back_unstarted(self, jobs: list[Job]) -> None:
+    async def _release(self, jobs: list[Job], *, until: float | None = None) -> bool:
+        """Give ``jobs`` back to the queue (never started, cut off by the deadline, or abandoned)."""
         if not jobs:
-            return
+            return True
         for job in jobs:
             self._held[job.id] = job
-        until = self._deadline_for_settling()
-        if await self._retrying("release", self.broker.release, jobs, until=until):
-            self._settled(jobs)
-            self._counts["released"] += len(jobs)
+        deadline = self._deadline_for_settling() if until is None else until
+        if not await self._retrying("release", self.broker.release, jobs, until=deadline):
+            return False
+        self._settled(jobs)
+        self._counts["released"] += len(jobs)
+        return True
 
     def _start(self, job: Job) -> None:
         handler = self.worker.handlers.get(job.queue)
         self._held[job.id] = job
+        task: asyncio.Task[Any]
         if handler is None:  # a broker delivering a queue we did not subscribe to: give it back
-            task = tracking.start(self._give_back_unstarted([job]), name=f"lameduck:release:{job.id}")
+            task = tracking.start(self._release([job]), name=f"lameduck:release:{job.id}")
         elif handler.retry.over(job.attempt):
-            task = tracking.start(self._bury_crashed(job, handler), name=f"lameduck:bury:{job.id}")
+            task = tracking.start(self._bury_crashed(job), name=f"lameduck:bury:{job.id}")
         else:
             task = tracking.start(self._handle(job, handler), name=f"job:{job.queue}:{job.id}")
         self._running[task] = job
         task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.pop(task)
         self._slot_free.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -307,7 +309,7 @@ class Runner:
                 job.token.cancel("drain deadline")
                 if self.driver.tracker.aborting:
                     emit("job.cancelled", "drain deadline: job released", job=job.id, queue=job.queue)
-                    await self._give_back_unstarted([job])
+                    await self._release([job])
                 raise
             except Exception as exc:
                 if await self._failed(job, handler, exc):
@@ -343,29 +345,20 @@ class Runner:
         error = f"{type(exc).__name__}: {exc}"[:_ERROR_MAX]
         decision = handler.retry.decide(job.attempt, self._rand.random())
         until = self._deadline_for_settling()
+        fields = {"job": job.id, "queue": job.queue, "attempt": job.attempt, "error": error}
+        where = f"{job.queue}:{job.id}"
         if isinstance(decision, Bury):
-            emit(
-                "job.dead",
-                f"{job.queue}:{job.id} buried after attempt {job.attempt}: {error}",
-                level=logging.ERROR,
-                job=job.id,
-                queue=job.queue,
-                attempt=job.attempt,
-                error=error,
-            )
+            emit("job.dead", f"{where} buried after attempt {job.attempt}: {error}", level=logging.ERROR, **fields)
             ok = await self._retrying("bury", self.broker.bury, job, error, until=until)
             counter = "dead"
         else:
             emit(
                 "job.failed",
-                f"{job.queue}:{job.id} attempt {job.attempt} failed, retry in {decision.delay:.1f} s: {error}",
+                f"{where} attempt {job.attempt} failed, retry in {decision.delay:.1f} s: {error}",
                 level=logging.WARNING,
-                job=job.id,
-                queue=job.queue,
-                attempt=job.attempt,
                 retry_in=round(decision.delay, 3),
-                error=error,
                 exc_info=exc if isinstance(exc, Exception) and not isinstance(exc, TimeoutError) else None,
+                **fields,
             )
             ok = await self._retrying("retry", self.broker.retry, job, decision.delay, error, until=until)
             counter = "retried"
@@ -377,7 +370,7 @@ class Runner:
             self._counts["unsettled"] += 1
         return ok
 
-    async def _bury_crashed(self, job: Job, handler: Handler) -> None:
+    async def _bury_crashed(self, job: Job) -> None:
         error = f"its worker died or lost the lease during each of {job.attempt - 1} attempts"
         emit("job.dead", f"{job.queue}:{job.id} buried: {error}", level=logging.ERROR, job=job.id, queue=job.queue)
         if await self._retrying("bury", self.broker.bury, job, error, until=self._deadline_for_settling()):
