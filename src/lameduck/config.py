@@ -140,6 +140,7 @@ _METAVARS = {
     "worker": "MODULE:ATTR",
     "broker": "URL",
     "concurrency": "N",
+    "init": "{auto,off}",
 }
 
 
@@ -286,6 +287,15 @@ SETTINGS: tuple[Setting, ...] = (
         "0.01 ≤ s ≤ 60",
         "longest wait between claims when the queue is empty (PostgreSQL and Redis wake earlier on new jobs)",
     ),
+    Setting(
+        "init",
+        _choice("auto", "off"),
+        "auto",
+        "auto|off",
+        "as PID 1 (a container without an init), run the service as a child and act as its init: reap orphaned "
+        "zombies (Python reaps none) and forward each signal to the service once; auto = only when PID 1; off when "
+        "the container has an init already (tini, docker run --init, Kubernetes shareProcessNamespace)",
+    ),
     Setting("log_format", _choice("text", "json"), "text", "text|json", "log format; json gives one object per line"),
     Setting(
         "log_level",
@@ -297,6 +307,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+#: Settings that mean nothing without an app: ``lameduck work`` does not offer them.
+HTTP_ONLY = frozenset({"app", "factory", "worker", "access_log", "backlog", "keep_alive_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +343,7 @@ class Settings:
     concurrency: int = 10
     lease: float = 10.0
     poll_interval: float = 1.0
+    init: str = "auto"  # acted on before the settings are loaded: lameduck.runtime.pid1.wants_init
     # Resolved by ``load``, not settings of their own.
     in_kubernetes: bool = False
     #: ``lameduck work``: no HTTP listener, so nothing needs a lame-duck window.

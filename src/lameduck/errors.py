@@ -11,7 +11,8 @@
     ├── NotRunningError       a runtime API (spawn, time_left, ...) was used outside a running lameduck service
     ├── ShuttingDownError     background work was submitted once cleanup had begun; it would race the hooks
     ├── BrokerError           a queue backend (database or broker) failed or is unreachable; nothing was lost
-    └── JobCancelledError     raised by ``job.token.raise_if_cancelled()`` inside a sync handler being stopped
+    ├── JobCancelledError     raised by ``job.token.raise_if_cancelled()`` inside a sync handler being stopped
+    └── ManifestError         ``lameduck k8s check`` cannot read its input: file, line and column of the problem
 
 The library raises these; only the CLI turns them into exit codes (see ``lameduck.core.outcome``).
 """
@@ -75,3 +76,18 @@ class JobCancelledError(LameduckError):
     Sync handlers run in threads that Python cannot interrupt; they check the token between steps and let this
     propagate so that their job is released (drain) or retried (timeout) instead of completed.
     """
+
+
+class ManifestError(LameduckError):
+    """A manifest or Dockerfile could not be read or parsed; nothing was checked.
+
+    ``line`` and ``column`` are 1-based (0 when the problem has no position, e.g. a missing file). ``str()`` is the
+    one-line message the CLI prints: ``deploy.yaml:12:5: mapping values are not allowed here``.
+    """
+
+    def __init__(self, source: str, message: str, line: int = 0, column: int = 0) -> None:
+        where = f"{source}:{line}:{column}" if line else source
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.column = column

@@ -67,6 +67,7 @@ def test_the_errors_module_defines_the_expected_tree() -> None:
         "JobCancelledError",
         "LameduckError",
         "LifecycleError",
+        "ManifestError",
         "NotRunningError",
         "ShuttingDownError",
         "StartupError",

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lameduck._version import __version__
+from lameduck.cli import budget as budget_cli
 from lameduck.cli import jobs as jobs_cli
+from lameduck.cli import k8s as k8s_cli
 from lameduck.cli import rollout as rollout_cli
 from lameduck.cli import verify as verify_cli
-from lameduck.config import SETTINGS, Setting, Settings
+from lameduck.config import HTTP_ONLY, SETTINGS, Setting
 from lameduck.core.outcome import ExitCode, Outcome
 from lameduck.errors import AppLoadError, ConfigError, StartupError
-from lameduck.runtime import events
+from lameduck.runtime import events, pid1
 
 _EPILOG = """exit codes: 0 clean; 1 accepted work was aborted or a cleanup hook failed; 2 invalid usage or settings
 (nothing was bound); 3 the app failed to start. Every flag also reads LAMEDUCK_<NAME>; the flag wins."""
@@ -73,7 +75,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     work.add_argument("worker", nargs="?", default=None, metavar="WORKER", help="the lameduck.Worker, MODULE:ATTR")
     for setting in SETTINGS:
-        if setting.name not in _HTTP_ONLY:
+        if setting.name not in HTTP_ONLY:
             _add(work, setting)
     jobs = sub.add_parser(
         "jobs",
@@ -85,11 +87,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     budget = sub.add_parser(
         "budget",
         help="print the shutdown timeline for the given settings",
-        description="Print how the grace period is split; exit 2 if it cannot fit.",
+        description=budget_cli.DESCRIPTION,
     )
     for setting in SETTINGS:
-        if setting.name in ("grace", "lame_duck", "drain_timeout", "cleanup_timeout"):
+        if setting.name in budget_cli.SETTINGS:
             _add(budget, setting)
+    budget_cli.add_arguments(budget)
+    k8s = sub.add_parser(
+        "k8s",
+        help="check Kubernetes manifests and Dockerfiles for shutdown problems; render consistent ones",
+        usage="lameduck k8s {check,render,rules} ...",
+        description=k8s_cli.DESCRIPTION,
+    )
+    if command in (None, "k8s"):
+        k8s_cli.add_arguments(k8s)
     verify = sub.add_parser(
         "verify",
         help="prove a service's graceful shutdown, scenario by scenario",
@@ -109,9 +120,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-#: Settings that mean nothing without an app: ``lameduck work`` does not offer them.
-_HTTP_ONLY = frozenset({"app", "factory", "worker", "access_log", "backlog", "keep_alive_timeout"})
-_SUBCOMMANDS = ("serve", "work", "jobs", "budget", "verify", "rollout")
+_SUBCOMMANDS = ("serve", "work", "jobs", "budget", "k8s", "verify", "rollout")
 #: Subcommands that run another command, given after ``--``.
 _WRAPPERS = ("verify", "rollout")
 
@@ -140,6 +149,8 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
     environ = dict(os.environ if env is None else env)
     if args.command == "jobs":
         return jobs_cli.run(args, environ, _fail)
+    if args.command == "k8s":
+        return k8s_cli.run(args, _fail)
     values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command is None:
         build_parser().print_help()
@@ -152,9 +163,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
             _fail("WORKER: must be MODULE:ATTR, e.g. lameduck work tasks:worker")
     try:
         if args.command == "budget":
-            settings = Settings.load(values, environ)
-            sys.stdout.write(f"lame-duck: {settings.lame_duck_reason()}\n{settings.budget().explain()}\n")
-            return 0
+            return budget_cli.run(args, values, environ, _fail)
         from lameduck.serve import run
 
         # Like uvicorn's default --app-dir ".": MODULE is looked up from the working directory first.
@@ -193,4 +202,6 @@ def _arm_exit_guard(outcome: Outcome) -> None:
 
 
 def entrypoint() -> NoReturn:
-    sys.exit(main())
+    # As PID 1 in a container without an init, this process becomes the init and runs the service as its child.
+    code = pid1.run_if_pid1(sys.argv, os.environ)
+    sys.exit(main() if code is None else code)

@@ -103,23 +103,31 @@ class Budget:
         """How long cancelled work may take to unwind: half the margin, at most ``MAX_CANCEL_WAIT``."""
         return min(MAX_CANCEL_WAIT, self.margin / 2)
 
-    def explain(self) -> str:
-        """The timeline after SIGTERM, as the runtime will follow it (also printed by ``lameduck budget``)."""
+    def timeline(self) -> list[tuple[float, str]]:
+        """(seconds after SIGTERM, what happens then): the rows of ``explain()``, for reports that lay them out."""
         t1 = self.lame_duck
         t2 = t1 + self.drain
         t3 = t2 + self.cleanup
         drain_note = ", derived: grace minus the other parts" if self.drain_derived else ""
-        rows = [
-            ("0", "signal: readiness 503, every response gets Connection: close"),
-            (_n(t1), f"lame-duck window ({_n(self.lame_duck)} s) ends: listener closes, idle connections close"),
-            (_n(t2), f"drain deadline ({_n(self.drain)} s{drain_note}): what is still running is cancelled"),
-            (_n(t3), f"cleanup hooks done ({_n(self.cleanup)} s, each with its own timeout)"),
-            (_n(self.total), f"margin ({_n(self.margin)} s) for cancellation, log flush and exit"),
+        return [
+            (0.0, "signal: readiness 503, every response gets Connection: close"),
+            (t1, f"lame-duck window ({_n(self.lame_duck)} s) ends: listener closes, idle connections close"),
+            (t2, f"drain deadline ({_n(self.drain)} s{drain_note}): what is still running is cancelled"),
+            (t3, f"cleanup hooks done ({_n(self.cleanup)} s, each with its own timeout)"),
+            (self.total, f"margin ({_n(self.margin)} s) for cancellation, log flush and exit"),
         ]
-        width = max(len(t) for t, _ in rows)
-        lines = [f"t+{t.rjust(width)} s  {what}" for t, what in rows]
-        lines.append(
+
+    def arithmetic(self) -> str:
+        """The sum in one line: ``lame-duck 5 + drain 20 + cleanup 3 + margin 2 = 30 ≤ grace 30``."""
+        return (
             f"lame-duck {_n(self.lame_duck)} + drain {_n(self.drain)} + cleanup {_n(self.cleanup)} "
             f"+ margin {_n(self.margin)} = {_n(self.total)} ≤ grace {_n(self.grace)}"
         )
+
+    def explain(self) -> str:
+        """The timeline after SIGTERM, as the runtime will follow it (also printed by ``lameduck budget``)."""
+        rows = [(_n(at), what) for at, what in self.timeline()]
+        width = max(len(t) for t, _ in rows)
+        lines = [f"t+{t.rjust(width)} s  {what}" for t, what in rows]
+        lines.append(self.arithmetic())
         return "\n".join(lines)

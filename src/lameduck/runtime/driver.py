@@ -166,6 +166,7 @@ class Driver:
                 cleanup=self.budget.cleanup,
                 margin=self.budget.margin,
                 grace=self.budget.grace,
+                arithmetic=self.budget.arithmetic(),
             )
             if self.settings.watchdog > 0:
                 self.tracker.service(self.health.watch_loop(), name="watchdog")
