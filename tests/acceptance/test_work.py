@@ -189,7 +189,9 @@ def test_a_killed_workers_jobs_run_again_within_a_lease(env: Env) -> None:
     # shared machine; bench/ measures the real figure).
     assert delays[-1] < lease + 0.05 + 2.0, delays
     if env.case.leases:
-        assert delays[0] >= lease * 0.8, f"reclaimed before the lease ran out: {delays}"
+        # The lease runs from the last extension before the kill, and extensions come every lease/3: at the kill
+        # between 2/3 of the lease and all of it was left (0.78 s of 1 s was seen on a busy machine).
+        assert delays[0] >= lease * 0.6, f"reclaimed before the lease ran out: {delays}"
     assert {attempt for _, _, attempt, _, _ in done} == {2 if env.case.counts_crashes else 1}
     b.send(signal.SIGTERM)
     assert b.wait(15) == 0
