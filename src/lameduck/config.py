@@ -293,8 +293,10 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         "auto|off",
         "as PID 1 (a container without an init), run the service as a child and act as its init: reap orphaned "
-        "zombies (Python reaps none) and forward each signal to the service once; auto = only when PID 1; off when "
-        "the container has an init already (tini, docker run --init, Kubernetes shareProcessNamespace)",
+        "zombies (Python reaps none), forward each signal to the service once, hand it the terminal (docker run "
+        "-it); auto = only when PID 1 (under tini, docker run --init or shareProcessNamespace lameduck is not PID 1, "
+        "and runs the service itself); off = the service itself is PID 1 (to debug it, or when something inspects "
+        "PID 1 directly)",
     ),
     Setting("log_format", _choice("text", "json"), "text", "text|json", "log format; json gives one object per line"),
     Setting(

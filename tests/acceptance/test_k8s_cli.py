@@ -197,6 +197,10 @@ def test_render_piped_into_check_is_clean() -> None:
         (["--app", "web", "--image", "x"], "--app: must be MODULE:ATTR (got 'web')"),
         (["--app", "w:a", "--image", "x", "--name", "Web_1"], "argument --name: must be a DNS label"),
         (["--app", "w:a", "--image", "x", "--replicas", "0"], "argument --replicas: must be 1..10000 (got '0')"),
+        (["--app", "w:a", "--image", "x", "--name", "1web"], "argument --name: must be a DNS label"),
+        (["--app", "w:a", "--image", "x", "--namespace", "Shop"], "argument --namespace: must be lowercase"),
+        (["--worker", "t:w", "--image", "x", "--port", "8000"], "--port: a worker has no app port"),
+        (["--app", "w:a", "--image", "x", "--lame-duck", "0"], "--lame-duck: 0 with no --prestop-sleep"),
         (["--app", "w:a", "--image", "x", "--grace", "10"], "--grace: lame-duck 5 + cleanup 3 + margin 2 = 10"),
     ],
 )
@@ -237,3 +241,28 @@ def test_the_corpus_directory_is_checked_end_to_end() -> None:
     assert payload["summary"]["dockerfiles"] >= 3
     assert payload["summary"]["pod_templates"] >= 10
     assert {f["rule"] for f in payload["findings"]} >= {"grace-period", "shell-form", "dockerfile-shell-form"}
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "# helm failed\n", "replicaCount: 2\n"])
+def test_empty_or_non_kubernetes_stdin_is_not_a_pass(stdin: str) -> None:
+    result = _run("k8s", "check", "-", stdin=stdin)
+    assert result.returncode == 2
+    assert result.stderr.startswith("lameduck: error: stdin: no Kubernetes object here")
+
+
+def test_an_ascii_terminal_gets_no_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMEDUCK_", "KUBERNETES_"))}
+    env["PYTHONIOENCODING"] = "ascii"
+    result = subprocess.run(
+        [sys.executable, "-m", "lameduck", "k8s", "check", "-"],
+        input=BAD.replace("periodSeconds: 2", "periodSeconds: 1, timeoutSeconds: 1"),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "probe-timeout" in result.stdout

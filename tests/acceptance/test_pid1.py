@@ -2,14 +2,17 @@
 
 The CLI (``python -m lameduck serve|work``) as PID 1 becomes the init (lameduck.runtime.pid1): the service runs
 as its child (PID 2), orphaned zombies are reaped, signals sent to PID 1 from outside the namespace (as containerd
-and the kubelet send them) reach the service exactly once, and the service's exit code is the process's. With
-``--init off`` the service itself is PID 1; its exit code still does not depend on that (uvicorn's does: 143, or 0
-as PID 1), but nobody reaps zombies: the test that shows it proves the other tests can fail.
+and the kubelet send them) reach the service exactly once, and the service's exit code is the process's. Given a
+terminal (a pseudo-terminal, as ``docker run -it`` gives PID 1), the init hands it to the service, which can read
+it and gets the terminal's Ctrl-C once, from the kernel. With ``--init off`` the service itself is PID 1; its exit
+code still does not depend on that (uvicorn's does: 143, or 0 as PID 1), but nobody reaps zombies: the test that
+shows it proves the other tests can fail.
 """
 
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -18,7 +21,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +127,10 @@ def in_namespace(serve: Any) -> Iterator[Callable[..., Service]]:
     JSON logs, port 0. The namespace's PID 1 is ended by PID if still there (then unshare, by the serve fixture)."""
     started: list[Service] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Service:
-        command = [*prefix, *UNSHARE, *LAMEDUCK, *args, "--port", "0", "--log-format", "json"]
+    def start(
+        *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = (), launcher: Sequence[str] = LAMEDUCK
+    ) -> Service:
+        command = [*prefix, *UNSHARE, *launcher, *args, "--port", "0", "--log-format", "json"]
         service: Service = serve("", command=command, env=env)
         started.append(service)
         return service
@@ -139,6 +144,36 @@ def in_namespace(serve: Any) -> Iterator[Callable[..., Service]]:
                     os.kill(pid, signal.SIGKILL)
 
 
+class Terminal:
+    """A pseudo-terminal. ``prefix`` makes it the stdin and the controlling terminal of the command it precedes, in
+    a session of its own whose process group (unshare's, then the init's) has its foreground: what ``docker run
+    -it`` gives PID 1. ``type(b"\\x03")`` presses Ctrl-C at it: the kernel's line discipline sends SIGINT to the
+    foreground process group."""
+
+    def __init__(self) -> None:
+        self.master, slave = pty.openpty()
+        self.path = os.ttyname(slave)
+        os.close(slave)  # the command opens it by its path; the terminal lives as long as the master is open
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        # setsid --ctty: a new session (setsid is not a group leader: no fork, so unshare keeps the Popen's PID),
+        # with stdin as its controlling terminal.
+        return ("sh", "-c", f'exec "$@" <"{self.path}"', "sh", "setsid", "--ctty")
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    tty = Terminal()
+    try:
+        yield tty
+    finally:
+        os.close(tty.master)
+
+
 @needs_pid_namespace
 def test_as_pid_1_the_cli_is_the_init_and_reaps_orphaned_zombies(in_namespace: Callable[..., Service]) -> None:
     svc = in_namespace("serve", APP)
@@ -146,8 +181,10 @@ def test_as_pid_1_the_cli_is_the_init_and_reaps_orphaned_zombies(in_namespace: C
     (started,) = svc.named("lameduck.init.started")
     assert started["child_pid"] == 2
     init = namespace_init(svc.pid)
-    # Lean: the init re-executed itself without the CLI's imports (VmRSS ~13 MB here; ~28 MB in-process).
-    assert "lameduck/runtime/pid1.py" in Path(f"/proc/{init}/cmdline").read_text()
+    # Lean: the init re-executed itself without the CLI's imports (VmRSS ~13 MB here; ~28 MB in-process), isolated.
+    _python, *options, script = Path(f"/proc/{init}/cmdline").read_text().split("\0")[:4]
+    assert (options, script) == (["-I", "-S"], str(REPO / "src/lameduck/runtime/pid1.py"))
+    assert started["terminal"] is False  # stdin is not a terminal here
     status = dict(line.split(":", 1) for line in Path(f"/proc/{init}/status").read_text().splitlines())
     rss_kb = int(status["VmRSS"].split()[0])
     assert rss_kb < 20_000, f"the init holds {rss_kb} kB"
@@ -201,9 +238,76 @@ def test_a_signal_to_pid_1_from_outside_reaches_the_service_once_and_it_drains(
 
 
 @needs_pid_namespace
-def test_ctrl_c_at_a_terminal_reaches_the_service_once(in_namespace: Callable[..., Service]) -> None:
-    """A terminal sends SIGINT to its whole foreground process group: here unshare and the init. The service has
-    a group of its own, so it gets the init's forwarded copy only; two SIGINTs would force the drain (exit 1)."""
+def test_ctrl_c_at_a_terminal_reaches_the_service_once(
+    in_namespace: Callable[..., Service], terminal: Terminal
+) -> None:
+    """The terminal sends SIGINT to its foreground process group: the init gave it the service's, so the service
+    gets it from the kernel, and the init (in another group) not at all; two SIGINTs would force the drain."""
+    svc = in_namespace("serve", APP, "--grace", "10", prefix=terminal.prefix)
+    assert svc.named("lameduck.init.started")[0]["terminal"] is True
+    request = Request(svc.port, "/slow?s=1.5")
+    request.start()
+    wait_stdout(svc, "slow start")
+    terminal.type(b"\x03")  # Ctrl-C
+    assert svc.wait(20) == 0, svc.log_text()
+    request.join(10)
+    assert request.body == "slow done"
+    assert svc.named("lameduck.init.forwarded") == []
+    summary = svc.summary()
+    assert (summary["signal"], summary["forced"]) == ("SIGINT", False)
+
+
+@needs_pid_namespace
+def test_at_a_terminal_the_service_can_read_it(in_namespace: Callable[..., Service], terminal: Terminal) -> None:
+    """breakpoint() and input() work under ``docker run -it``: a background process group reading its terminal
+    would be stopped by SIGTTIN, and the init would wait for it for ever."""
+    svc = in_namespace("serve", APP, prefix=terminal.prefix)
+    request = Request(svc.port, "/readline")
+    request.start()
+    terminal.type(b"typed at the terminal\n")
+    request.join(10)
+    assert request.body == "typed at the terminal", svc.log_text()
+    os.kill(namespace_init(svc.pid), signal.SIGTERM)
+    assert svc.wait(15) == 0, svc.log_text()
+    assert svc.named("lameduck.init.child_stopped") == []
+
+
+@needs_pid_namespace
+def test_a_service_stopped_by_ctrl_z_is_logged_and_continued_by_sigterm(
+    in_namespace: Callable[..., Service], terminal: Terminal
+) -> None:
+    svc = in_namespace("serve", APP, "--grace", "10", prefix=terminal.prefix)
+    terminal.type(b"\x1a")  # Ctrl-Z: SIGTSTP to the service's group, which stops it; nobody there continues it
+    stopped = svc.wait_event("lameduck.init.child_stopped")
+    assert (stopped["signal"], stopped["child_pid"], stopped["level"]) == ("SIGTSTP", 2, "warning")
+    (service_pid,) = children_of(namespace_init(svc.pid))
+    assert Path(f"/proc/{service_pid}/stat").read_text().rpartition(")")[2].split()[0] == "T"  # stopped
+    os.kill(namespace_init(svc.pid), signal.SIGTERM)  # forwarded, then SIGCONT: else only SIGKILL would end it
+    assert svc.wait(15) == 0, svc.log_text()
+    assert [e["signal"] for e in svc.named("lameduck.init.forwarded")] == ["SIGTERM"]
+    assert svc.summary()["signal"] == "SIGTERM"
+    assert len(svc.named("lameduck.init.child_stopped")) == 1
+
+
+@needs_pid_namespace
+def test_a_service_stopped_for_touching_the_terminal_it_owns_is_continued(
+    in_namespace: Callable[..., Service], terminal: Terminal
+) -> None:
+    """A stop by SIGTTIN although the service's group has the terminal: what happens when it reads the terminal
+    in the instant between its start and the handover. The init continues it (here the service sends itself
+    the SIGTTIN, so that the instant is not left to chance)."""
+    svc = in_namespace("serve", APP, prefix=terminal.prefix)
+    assert get(svc.port, f"/signal?n={int(signal.SIGTTIN)}") == "sent"  # it runs again
+    os.kill(namespace_init(svc.pid), signal.SIGTERM)
+    assert svc.wait(15) == 0, svc.log_text()
+    assert svc.named("lameduck.init.child_stopped") == []
+
+
+@needs_pid_namespace
+def test_a_signal_to_the_inits_process_group_reaches_the_service_once(in_namespace: Callable[..., Service]) -> None:
+    """Without a terminal, a signal sent to the init's whole process group (``kill -INT -PGID``, as some process
+    managers do) reaches unshare and the init only: the service has a group of its own, so it gets the init's
+    forwarded copy only; two SIGINTs would force the drain (exit 1)."""
     svc = in_namespace("serve", APP, "--grace", "10", prefix=("setsid",))  # setsid: unshare leads a new group
     request = Request(svc.port, "/slow?s=1.5")
     request.start()
@@ -214,6 +318,26 @@ def test_ctrl_c_at_a_terminal_reaches_the_service_once(in_namespace: Callable[..
     assert request.body == "slow done"
     assert [e["signal"] for e in svc.named("lameduck.init.forwarded")] == ["SIGINT"]
     assert svc.summary()["forced"] is False
+
+
+@needs_pid_namespace
+def test_pythonpath_cannot_shadow_the_standard_library_in_the_init(
+    in_namespace: Callable[..., Service], tmp_path: Path
+) -> None:
+    """The init runs isolated (``-I``): a PYTHONPATH entry with a logging.py or signal.py of its own does not
+    reach it. The CLI here takes the entry off sys.path before it imports anything (and so does its child, the
+    same command line), so only the init would import the impostors, and fail."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    for name in ("logging", "signal"):
+        (shadow / f"{name}.py").write_text(f"raise SystemExit('PYTHONPATH shadowed {name} in the init')\n")
+    code = f"import sys; sys.path.remove({str(shadow)!r}); from lameduck.cli.main import entrypoint; entrypoint()"
+    svc = in_namespace("serve", APP, launcher=[sys.executable, "-c", code], env={"PYTHONPATH": str(shadow)})
+    assert get(svc.port, "/pid") == "2"
+    assert len(svc.named("lameduck.init.started")) == 1
+    os.kill(namespace_init(svc.pid), signal.SIGTERM)
+    assert svc.wait(15) == 0, svc.log_text()
+    assert "shadowed" not in svc.log_text()
 
 
 @needs_pid_namespace

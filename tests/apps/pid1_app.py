@@ -4,14 +4,18 @@ Routes: ``/pid`` this process's PID (in the namespace); ``/orphans?n=N`` starts 
 shell that exits at once, so they are re-parented to PID 1 and become zombies when they exit unless PID 1 reaps
 them) and returns their PIDs; ``/states?pids=A,B`` each PID's state letter from ``/proc/PID/stat`` (``-`` once
 reaped); ``/zombies`` how many zombies the namespace holds (with --mount-proc, /proc is the namespace's);
-``/slow?s=N`` prints ``slow start`` and answers 200 after N s.
+``/slow?s=N`` prints ``slow start`` and answers 200 after N s; ``/readline`` a line read from stdin (a terminal, in
+the tests that give the namespace one), without its newline; ``/signal?n=N`` sends signal N to this process and
+answers once it runs again (``sent``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import sys
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -67,6 +71,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _text(send, 200, ",".join(_state(pid) for pid in query.get("pids", "").split(",") if pid))
     elif path == "/zombies":
         await _text(send, 200, str(_zombies()))
+    elif path == "/readline":
+        line = await asyncio.to_thread(sys.stdin.readline)
+        await _text(send, 200, line.rstrip("\n"))
+    elif path == "/signal":
+        os.kill(os.getpid(), signal.Signals(int(query["n"])))
+        await _text(send, 200, "sent")
     elif path == "/slow":
         print("slow start", flush=True)
         await asyncio.sleep(float(query.get("s", "1")))

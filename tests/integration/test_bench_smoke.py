@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from bench import common, jobs, report, rollout, sigterm_exit
+from bench import common, jobs, k8s_check, pid1, report, rollout, sigterm_exit
 from bench.__main__ import BENCHMARKS
 from bench.common import BARE, LAMEDUCK
 
@@ -143,4 +143,82 @@ def test_jobs_quick_mode_runs_lameduck_and_the_bare_loop_without_the_peers(tmp_p
     assert "| bare SQL loop |" in text
     assert "| procrastinate | not run (quick mode) |" in text
     assert "| stop run |" in text
+    assert _fingerprint(BENCHMARKS_MD) == before
+
+
+def test_k8s_check_quick_mode_measures_check_and_bare_parse_in_process_and_as_clis(tmp_path: Path) -> None:
+    """`python -m bench --only k8s_check --quick`: the generated stream, both in-process figures, both CLIs (time and
+    peak RSS through the launcher). The verdict is not asserted: at 200 documents the CLI is mostly start-up."""
+    before = _fingerprint(BENCHMARKS_MD)
+    _fn, full, quick = BENCHMARKS[k8s_check.NAME]
+    assert full["documents"] >= 2000
+
+    stream = k8s_check.stream(quick["documents"])
+    assert stream == k8s_check.stream(quick["documents"])  # deterministic: a fixed seed
+    assert stream.documents == stream.copies * stream.per_copy
+    assert abs(stream.documents - quick["documents"]) <= stream.per_copy
+    assert k8s_check.bare_parse(stream.text) == stream.documents
+
+    lines: list[str] = []
+    result = k8s_check.run(**quick, log=lines.append)
+    assert result.error is None, result.notes
+    details = result.details
+    assert details["consistent"], result.notes  # every copy of the corpus gave the same findings
+    assert details["findings"] > 0
+    assert details["cli_findings"] == details["findings"]  # the CLI checked the same stream as check_text
+    assert len(result.samples["check_text"]) == len(result.samples["bare parse"]) == quick["trials"]
+    assert len(result.samples["check CLI"]) == len(result.samples["bare CLI"]) == quick["cli_trials"]
+    assert result.ratio is not None
+    assert result.ratio > 1  # the check parses too, and then runs the rules
+    peak = details["peak_rss_mib"]
+    # the launcher keeps this process's RSS out of the children's ru_maxrss
+    assert details["rss_floor_mib"] < min(peak["bare CLI"]) < min(peak["check CLI"])
+    assert [row["passed"] is None for row in details["rows"]] == [False, True, False, False]
+    assert result.passed is not None
+    assert len(lines) == 1 + quick["trials"] + quick["cli_trials"]
+
+    out = tmp_path / "BENCH.md"
+    report.write([result], out, report.machine(), command="pytest", mode="smoke", seconds=1.0)
+    text = out.read_text(encoding="utf-8")
+    assert "| measurement | lameduck | baseline | ratio | target | verdict | commands |" in text
+    assert "python -m lameduck k8s check - --format json < bench.yaml" in text
+    assert "bare uvicorn **" not in text  # its figures are not labelled as uvicorn's
+    assert _fingerprint(BENCHMARKS_MD) == before
+
+
+# In CI a skip fails the session (tests/conftest.py), as for tests/acceptance/test_pid1.py.
+@pytest.mark.skipif(pid1.unshare_problem() is not None, reason="PID namespaces unavailable (unshare --pid)")
+def test_pid1_quick_mode_measures_the_init_against_init_off_and_a_bare_python(tmp_path: Path) -> None:
+    before = _fingerprint(BENCHMARKS_MD)
+    _fn, _full, quick = BENCHMARKS[pid1.NAME]
+    lines: list[str] = []
+    result = pid1.run(**quick, log=lines.append)
+    assert result.error is None, result.notes
+    trials = result.details["trials"]
+    assert [len(trials[v]) for v in (pid1.INIT, pid1.OFF, pid1.SLEEP)] == [quick["trials"]] * 3
+    for trial in trials[pid1.INIT] + trials[pid1.OFF]:
+        assert trial["returncode"] == 0
+        assert trial["exit_ms"] > 0
+        assert 0 < trial["draining_ms"] < trial["exit_ms"]
+    assert all(t["forwarded_ms"] is not None for t in trials[pid1.INIT])  # the init logged its forward
+    assert all(t["forwarded_ms"] is None for t in trials[pid1.OFF])
+    assert result.ratio is not None
+    assert 1 < result.ratio < 3  # the lean init against a bare interpreter
+
+    reaping = result.details["reaping"]
+    for run in reaping[pid1.INIT]:  # every orphan was reaped, none is left
+        assert run["reaped_s"] is not None
+        assert run["reaped_s"] < pid1.TARGET_REAP_S
+        assert run["zombies_after"] == 0
+    for run in reaping[pid1.OFF]:  # the baseline shows the measurement can fail: nobody reaps them
+        assert run["exited_s"] is not None
+        assert run["zombies_after"] >= quick["orphans"]
+    assert result.passed is not None
+    assert len(lines) == 3 * quick["trials"] + 2 * quick["zombie_trials"]
+
+    out = tmp_path / "BENCH.md"
+    report.write([result], out, report.machine(), command="pytest", mode="smoke", seconds=1.0)
+    text = out.read_text(encoding="utf-8")
+    assert "| measurement | lameduck | baseline | ratio | target | verdict | commands |" in text
+    assert "unshare --fork --pid --mount-proc --kill-child lameduck serve bench.pid1:app" in text
     assert _fingerprint(BENCHMARKS_MD) == before

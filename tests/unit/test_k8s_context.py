@@ -108,11 +108,13 @@ def test_hpa_min_replicas_counts_when_replicas_is_left_to_it() -> None:
     assert "with 4 replica(s) (the HorizontalPodAutoscaler's minReplicas)" in finding.message
 
 
-def test_assumed_defaults_make_grace_period_a_warning() -> None:
+def test_assumed_defaults_make_grace_period_a_note() -> None:
     image_command = _deployment().replace('          command: [lameduck, serve, "web:app", --host, 0.0.0.0]\n', "")
     (finding,) = [f for f in _check(image_command) if f.rule == "grace-period"]
-    assert finding.severity is Severity.WARNING
+    # The image may run anything (a redis subchart): a note, and the fix says when it applies.
+    assert finding.severity is Severity.NOTE
     assert "lameduck defaults assumed" in finding.message
+    assert finding.fix.startswith("if the image runs lameduck: raise terminationGracePeriodSeconds to 30")
     (shown,) = [f for f in _check(_deployment()) if f.rule == "grace-period"]
     assert shown.severity is Severity.ERROR
 

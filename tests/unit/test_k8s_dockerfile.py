@@ -50,28 +50,33 @@ EXPECTED: dict[str, list[tuple[str, Severity, int, str]]] = {
     "cloud-run-exec-port.Dockerfile": [(SETTINGS, E, 6, "CMD")],
     "distroless-multistage.Dockerfile": [],
     "docker-entrypoint-script.Dockerfile": [(SCRIPT, N, 7, "ENTRYPOINT")],
-    "dumb-init-script-stopsignal.Dockerfile": [(STOPSIGNAL, E, 5, "STOPSIGNAL"), (SCRIPT, N, 7, "CMD")],
+    # /start.sh is not in the file: it may start lameduck (pip installs it) or not, so SIGKILL is a warning.
+    "dumb-init-script-stopsignal.Dockerfile": [(STOPSIGNAL, W, 5, "STOPSIGNAL"), (SCRIPT, N, 7, "CMD")],
     "exec-lameduck-shell.Dockerfile": [],
     "external-base-no-cmd.Dockerfile": [],
     "fastapi-uvicorn-shell.Dockerfile": [(SHELL_FORM, E, 13, "CMD")],
     "gunicorn-shell.Dockerfile": [(SHELL_FORM, E, 8, "CMD")],
+    "gunicorn-sigint.Dockerfile": [],  # gunicorn stops on SIGINT as gunicorn does: not lameduck's business
     "heredoc-entrypoint-no-exec.Dockerfile": [(SHELL_FORM, E, 5, "COPY")],
     "heredoc-scripts.Dockerfile": [],
     "inherited-stage-cmd.Dockerfile": [(SHELL_FORM, E, 6, "CMD")],
     "inherited-stage-reset.Dockerfile": [],
     "invalid-grace-env.Dockerfile": [(SETTINGS, E, 5, "ENV LAMEDUCK_GRACE")],
+    "nginx-official-sigquit.Dockerfile": [],  # nginx's own graceful stop: not lameduck's business
     "nginx-style-stopsignal.Dockerfile": [(STOPSIGNAL, E, 6, "STOPSIGNAL")],
     "sh-c-migrate-exec.Dockerfile": [],
     "sh-c-migrate.Dockerfile": [(SHELL_FORM, E, 6, "CMD")],
     "sh-start-script.Dockerfile": [(SCRIPT, N, 5, "CMD")],
+    "start-script-sigkill.Dockerfile": [(STOPSIGNAL, W, 7, "STOPSIGNAL"), (SCRIPT, N, 8, "CMD")],
     "tini-entrypoint.Dockerfile": [],
     "windows-escape-backtick.Dockerfile": [(SHELL_FORM, E, 13, "CMD")],
+    "worker-sh-c-sigquit.Dockerfile": [(STOPSIGNAL, E, 9, "STOPSIGNAL")],  # python -m lameduck work under sh and tini
 }
 
 #: For each rule: a corpus file where it fires, and one on the same theme where it must not.
 RULE_CASES = {
     SHELL_FORM: ("fastapi-uvicorn-shell.Dockerfile", "exec-lameduck-shell.Dockerfile"),
-    STOPSIGNAL: ("nginx-style-stopsignal.Dockerfile", "celery-worker-sigint.Dockerfile"),
+    STOPSIGNAL: ("nginx-style-stopsignal.Dockerfile", "nginx-official-sigquit.Dockerfile"),
     SCRIPT: ("docker-entrypoint-script.Dockerfile", "heredoc-scripts.Dockerfile"),
     SETTINGS: ("invalid-grace-env.Dockerfile", "distroless-multistage.Dockerfile"),
 }
@@ -199,6 +204,25 @@ def test_stopsignal_message_says_what_the_signal_does() -> None:
     assert finding.fix == "remove STOPSIGNAL (the default is SIGTERM) or write STOPSIGNAL SIGTERM"
 
 
+def test_stopsignal_for_a_command_the_file_does_not_show_is_a_warning_in_case_it_runs_lameduck() -> None:
+    (finding, _) = corpus("start-script-sigkill.Dockerfile")
+    assert finding.message == (
+        "STOPSIGNAL SIGKILL: docker stop and the kubelet send it instead of SIGTERM, and this file does not show what "
+        "the image runs (the script start.sh is not in this file); in case it runs lameduck: lameduck drains only on "
+        "SIGTERM or SIGINT, and SIGKILL cannot be caught: the service dies at once, mid-request, and nothing drains"
+    )
+    assert finding.fix == (
+        "remove STOPSIGNAL (the default is SIGTERM) or write STOPSIGNAL SIGTERM: no program can stop gracefully on "
+        "SIGKILL"
+    )
+    (quit_,) = check("FROM python:3.12-slim\nSTOPSIGNAL SIGQUIT\n")  # the base image's CMD runs
+    assert "does not show what the image runs (the base image decides the command)" in quit_.message
+    assert quit_.fix == (
+        "if the image runs lameduck, remove STOPSIGNAL (the default is SIGTERM) or write STOPSIGNAL SIGTERM; if it "
+        "runs a program whose graceful stop is SIGQUIT, keep it and ignore this warning"
+    )
+
+
 # -- the parser ---------------------------------------------------------------------------------------------------
 
 
@@ -234,7 +258,7 @@ def test_comments_are_whole_lines_only() -> None:
 
 
 def test_crlf_line_endings_and_a_byte_order_mark() -> None:
-    found = check("\ufeffFROM python:3.12\r\n\r\nSTOPSIGNAL SIGKILL\r\n")
+    found = check('\ufeffFROM python:3.12\r\n\r\nSTOPSIGNAL SIGKILL\r\nCMD ["lameduck", "serve", "a:b"]\r\n')
     assert summary(found) == [(STOPSIGNAL, E, 3, "STOPSIGNAL")]
 
 
@@ -317,11 +341,45 @@ def test_a_json_typo_is_shell_form_and_the_fix_is_the_array_meant(text: str) -> 
     assert finding.fix.endswith('so Docker runs it through a shell: write CMD ["uvicorn", "app:app"]')
 
 
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ('["lameduck","serve","a:b"', "no closing ]"),
+        ('["lameduck", "serve", "a:b",', "a comma after the last word, no closing ]"),
+        ("['lameduck', 'serve', 'a:b'", "single quotes, no closing ]"),
+        ('["lameduck" "serve", "a:b"]', "a missing comma"),
+        ('["lameduck", "serve", "a:b"]  # why', "a comment after it"),
+        ('["lameduck", "serve", "a:b",]', "a comma after the last word"),
+    ],
+)
+def test_a_json_typo_fix_says_what_is_wrong_and_writes_the_exec_form(args: str, why: str) -> None:
+    (finding,) = check(f"FROM python\nCMD {args}\n")
+    assert finding.rule == SHELL_FORM
+    assert finding.fix == (
+        f"it is not a JSON array as written ({why}), so Docker runs it through a shell: write "
+        'CMD ["lameduck", "serve", "a:b"]'
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "[ -f /app/.env ] && . /app/.env; uvicorn app:app",  # a shell test, not an array
+        '["uvicorn", "app:app"] && echo started',  # something after the array
+        '["uvicorn", $APP]',  # a word that is not a string
+    ],
+)
+def test_a_shell_script_that_starts_with_a_bracket_is_not_a_json_typo(args: str) -> None:
+    (finding,) = check(f"FROM python\nCMD {args}\n")
+    assert finding.rule == SHELL_FORM
+    assert "not a JSON array" not in finding.fix
+
+
 # -- stages and the image config ----------------------------------------------------------------------------------
 
 
 def test_only_the_last_stage_is_judged() -> None:
-    text = 'FROM python AS build\nCMD uvicorn app:app\nSTOPSIGNAL SIGKILL\n\nFROM python:3.12-slim\nCMD ["x"]\n'
+    text = 'FROM python AS build\nCMD lameduck serve app:app\nSTOPSIGNAL SIGKILL\n\nFROM python:3.12-slim\nCMD ["x"]\n'
     assert check(text) == []
     assert summary(check(text, target="build")) == [(SHELL_FORM, E, 2, "CMD"), (STOPSIGNAL, E, 3, "STOPSIGNAL")]
     with pytest.raises(ManifestError, match="target stage 'prod' could not be found"):
@@ -425,6 +483,10 @@ def test_env_values_are_expanded_from_args_and_earlier_env() -> None:
         ('FROM python\nCMD ["sh", "-c", "exec ./run-entrypoint"]\n', [(SCRIPT, N, 2, "CMD")]),
         ('FROM python\nCMD ["/app/entrypoint.py"]\n', []),
         ('FROM python\nENTRYPOINT ["tini", "-g", "--", "dumb-init", "lameduck", "serve", "a:b", "--host", "::"]\n', []),
+        # lameduck serve|work as PID 1 is its own init (lameduck.runtime.pid1): no tini needed, no finding
+        ('FROM python\nCMD ["lameduck", "serve", "a:b", "--host", "0.0.0.0"]\n', []),
+        ('FROM python\nENTRYPOINT ["python", "-m", "lameduck", "work", "jobs:w"]\n', []),
+        ("FROM python\nCMD exec lameduck work jobs:w\n", []),
     ],
 )
 def test_pid1(text: str, expected: list[tuple[str, Severity, int, str]]) -> None:
@@ -508,7 +570,8 @@ def test_parse_signal_reads_what_docker_reads(value: str, name: str | None) -> N
     ],
 )
 def test_stopsignal(value: str, effect: str | None) -> None:
-    found = check(f'FROM python\nSTOPSIGNAL {value}\nCMD ["x"]\n')
+    # The image runs lameduck: every signal but TERM and INT is an error. (CMD ["x"] would be another program.)
+    found = check(f'FROM python\nSTOPSIGNAL {value}\nCMD ["lameduck", "serve", "app:app"]\n')
     if effect is None:
         assert found == []
         return
@@ -522,10 +585,56 @@ def test_stopsignal(value: str, effect: str | None) -> None:
     assert effect in finding.message
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        # lameduck, however it is reached: SIGQUIT cuts its drain
+        ('CMD ["lameduck", "serve", "a:b"]', E),
+        ("CMD exec lameduck serve a:b", E),
+        ('ENTRYPOINT ["tini", "--"]\nCMD ["python", "-m", "lameduck", "work", "jobs:w"]', E),
+        ('CMD ["sh", "-c", "migrate && exec /venv/bin/lameduck serve a:b"]', E),
+        ("CMD lameduck serve a:b; echo stopped", E),  # not its last command, but the shell runs it
+        ('CMD ["lameduck", "serve", "a:b"', E),  # a JSON typo: judged as the array it was meant to be
+        ('ENV LAMEDUCK_GRACE=60\nCMD ["python", "app.py"]', E),  # configured for lameduck: lameduck.run()
+        ('COPY <<EOF /start.sh\n#!/bin/sh\nmigrate\nexec lameduck serve a:b\nEOF\nCMD ["/start.sh"]', E),
+        ('COPY <<EOF /app/main.py\n#!/usr/bin/env python3\nimport lameduck\nEOF\nCMD ["/app/main.py"]', E),
+        # visibly another program: its stop signal is its own business
+        ('CMD ["nginx", "-g", "daemon off;"]', None),
+        ('CMD ["gunicorn", "a:b"]', None),
+        ('ENV LAMEDUCK_GRACE=60\nCMD ["gunicorn", "a:b"]', None),  # the env does not make gunicorn lameduck
+        ("CMD exec uvicorn a:b", None),
+        ('CMD ["uv", "run", "--frozen", "celery", "-A", "proj", "worker"]', None),
+        ('ENTRYPOINT ["dumb-init", "--"]\nCMD ["env", "TZ=UTC", "haproxy", "-f", "/etc/haproxy.cfg"]', None),
+        ('COPY <<EOF /entrypoint.sh\n#!/bin/sh\nexec "$@"\nEOF\nENTRYPOINT ["/entrypoint.sh"]\nCMD ["nginx"]', None),
+        # not shown: it may be lameduck
+        ('CMD ["./start.sh"]', W),
+        ('CMD ["sh", "/app/run.sh"]', W),
+        ('CMD ["python", "app.py"]', W),  # may call lameduck.run()
+        ("CMD exec $APP_COMMAND", W),
+        ('ENTRYPOINT ["/docker-entrypoint.sh"]\nCMD ["nginx", "-g", "daemon off;"]', W),  # the script decides
+        ('COPY <<EOF /entrypoint.sh\n#!/bin/sh\nexec "$@"\nEOF\nENTRYPOINT ["/entrypoint.sh"]', W),
+        ('ENTRYPOINT ["tini", "--"]', W),
+        ("", W),  # the base image decides
+    ],
+)
+def test_stopsignal_is_judged_against_what_the_image_runs(command: str, expected: Severity | None) -> None:
+    found = [f for f in check(f"FROM python:3.12-slim\nSTOPSIGNAL SIGQUIT\n{command}\n") if f.rule == STOPSIGNAL]
+    assert [(f.severity, f.location.line) for f in found] == ([] if expected is None else [(expected, 2)])
+
+
+def test_a_stopsignal_that_is_not_a_signal_is_an_error_whatever_runs() -> None:
+    assert summary(check('FROM nginx\nSTOPSIGNAL SIGQUITE\nCMD ["nginx", "-g", "daemon off;"]\n')) == [
+        (STOPSIGNAL, E, 2, "STOPSIGNAL")
+    ]
+
+
 def test_stopsignal_from_build_arguments() -> None:
-    assert summary(check("FROM python\nARG SIG=SIGQUIT\nSTOPSIGNAL $SIG\n")) == [(STOPSIGNAL, E, 3, "STOPSIGNAL")]
-    assert check("FROM python\nARG SIG\nSTOPSIGNAL $SIG\n") == []  # decided at build time
-    assert check("FROM python\nSTOPSIGNAL SIGKILL\nSTOPSIGNAL SIGTERM\n") == []  # the last one counts
+    serve = 'CMD ["lameduck", "serve", "app:app"]\n'
+    assert summary(check(f"FROM python\nARG SIG=SIGQUIT\nSTOPSIGNAL $SIG\n{serve}")) == [
+        (STOPSIGNAL, E, 3, "STOPSIGNAL")
+    ]
+    assert check(f"FROM python\nARG SIG\nSTOPSIGNAL $SIG\n{serve}") == []  # decided at build time
+    assert check(f"FROM python\nSTOPSIGNAL SIGKILL\nSTOPSIGNAL SIGTERM\n{serve}") == []  # the last one counts
 
 
 # -- lameduck settings --------------------------------------------------------------------------------------------

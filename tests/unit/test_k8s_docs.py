@@ -41,9 +41,9 @@ def test_the_readme_example_is_real_output(monkeypatch: pytest.MonkeyPatch) -> N
     from lameduck.k8s.report import text
 
     readme = (REPO / "README.md").read_text()
-    block = readme.split("$ lameduck k8s check tests/k8s_corpus/manifests/distroless-prestop-sh.yaml\n", 1)[1]
+    block = readme.split("$ lameduck k8s check tests/k8s_corpus/manifests/slim-prestop-sleep.yaml\n", 1)[1]
     shown = block.split("```", 1)[0].splitlines()
-    report = check_paths(["tests/k8s_corpus/manifests/distroless-prestop-sh.yaml"])
+    report = check_paths(["tests/k8s_corpus/manifests/slim-prestop-sleep.yaml"])
     real = text(report).splitlines()
     assert shown[:3] == real[:3]
     assert shown[-1] == real[-1]

@@ -254,7 +254,7 @@ def test_an_alias_bomb_stops_quickly_with_a_position() -> None:
     started = time.perf_counter()
     e = error("\n".join(lines) + "\n")
     assert time.perf_counter() - started < 2.0
-    assert f"document 0 expands to more than {MAX_ALIASED_NODES:,} nodes through aliases" in str(e)
+    assert f"document 1 expands to more than {MAX_ALIASED_NODES:,} nodes through aliases" in str(e)
     assert e.line >= 1
     assert e.column >= 1
 
@@ -292,8 +292,19 @@ def test_json_that_only_json_reads_has_no_positions() -> None:
     # A key and its colon on different lines: valid JSON, not a YAML simple key.
     doc = one('{"kind": "Pod",\n "spec"\n   : {"containers": []}}')
     assert doc.data == {"kind": "Pod", "spec": {"containers": []}}
-    assert doc.positions == {}
-    assert doc.where(("spec",)) == (0, 0)
+    assert doc.positions == {(): (1, 1)}  # only where the document starts
+    assert doc.where(("spec",)) == (1, 1)
+
+
+def test_a_json_stream_as_jq_prints_it() -> None:
+    docs = load('{"kind": "Pod", "metadata": {"name": "a"}}\n{"kind": "Pod",\n "metadata"\n : {"name": "b"}}\n')
+    assert [d.data["metadata"]["name"] for d in docs] == ["a", "b"]
+    assert [d.where(("metadata",)) for d in docs] == [(1, 1), (2, 1)]
+
+
+def test_tab_indented_json_keeps_its_positions() -> None:
+    doc = one('{\n\t"kind": "Pod",\n\t"spec": {\n\t\t"containers": []\n\t}\n}\n')
+    assert doc.where(("spec", "containers")) == (4, 3)
 
 
 def test_a_json_list_of_objects() -> None:
@@ -306,7 +317,7 @@ def test_a_json_list_of_objects() -> None:
     [
         ('{"a": 1,, "b": 2}', 1, 9, "Expecting property name enclosed in double quotes"),
         ('{"a": 1\n "b": 2}', 2, 2, "Expecting ',' delimiter"),
-        ('{"a": 1}\n{"b": 2}\n', 2, 1, "Extra data"),
+        ('{"a": 1}\n{"b": 2', 2, 8, "Expecting ',' delimiter"),
         ('{"a": [1, 2}', 1, 12, "Expecting ',' delimiter"),
     ],
 )

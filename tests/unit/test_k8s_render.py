@@ -34,6 +34,8 @@ def _variants() -> list[RenderOptions]:
     for worker, grace, lame_duck, prestop in itertools.product((False, True), GRACES, LAME_DUCKS, PRESTOPS):
         if prestop and lame_duck:
             continue  # refused: both wait for endpoint removal (tested below)
+        if lame_duck == 0.0 and not prestop and not worker:
+            continue  # refused: nothing would wait for endpoint removal (tested below)
         if grace == 10.0 and lame_duck is None and not prestop and not worker:
             continue  # 5 + 3 + 2 leaves nothing to drain: refused (tested below)
         out.append(
@@ -114,6 +116,8 @@ def test_settings_that_cannot_fit_are_refused_with_the_arithmetic() -> None:
         render(_options(grace=10.0))
     with pytest.raises(ConfigError, match=r"--prestop-sleep: and --lame-duck 2 both wait"):
         render(_options(prestop_sleep=5, lame_duck=2.0))
+    with pytest.raises(ConfigError, match=r"--lame-duck: 0 with no --prestop-sleep"):
+        render(_options(lame_duck=0.0))
     with pytest.raises(ConfigError, match="--drain-timeout"):
         render(_options(grace=30.0, drain_timeout=40.0))
 

@@ -230,7 +230,8 @@ FIRES: list[tuple[str, str, list[tuple[str, str, int]]]] = [
             env="[{name: LAMEDUCK_LAME_DUCK, value: '0'}, {name: LAMEDUCK_GRACE, value: '30'}]",
             lifecycle='{preStop: {exec: {command: [sh, -c, "sleep 5"]}}}',
         ),
-        [("prestop-shell", "warning", 23)],
+        # The hook fails, so with the window at 0 nothing waits for endpoint removal either.
+        [("no-endpoint-wait", "warning", 18), ("prestop-shell", "warning", 23)],
     ),
     (
         "prestop-shell",
@@ -241,6 +242,26 @@ FIRES: list[tuple[str, str, list[tuple[str, str, int]]]] = [
             lifecycle="{preStop: {exec: {command: [sleep, '5']}}}",
         ),
         [("prestop-shell", "note", 23)],
+    ),
+    (
+        "no-endpoint-wait",
+        manifest(env="[{name: LAMEDUCK_LAME_DUCK, value: '0'}]"),
+        [("no-endpoint-wait", "warning", 18)],
+    ),
+    (
+        "no-endpoint-wait",
+        manifest(args='["--lame-duck", "0"]'),
+        [("no-endpoint-wait", "warning", 17)],
+    ),
+    (
+        "not-a-number",
+        manifest(terminationGracePeriodSeconds='"45"'),
+        [("not-a-number", "error", 12)],  # unreadable as a number, so grace-period cannot judge it either
+    ),
+    (
+        "not-a-number",
+        manifest(readinessProbe='{httpGet: {path: /health/ready, port: "8000"}, periodSeconds: "5"}'),
+        [("not-a-number", "error", 20), ("not-a-number", "error", 20)],
     ),
     ("readiness-missing", manifest(readinessProbe=None), [("readiness-missing", "warning", CONTAINER_LINE)]),
     (
@@ -295,7 +316,7 @@ FIRES: list[tuple[str, str, list[tuple[str, str, int]]]] = [
             livenessProbe="{httpGet: {path: /live, port: 8000}}",
             startupProbe=None,
         ),
-        [("probe-port", "warning", 20)],
+        [("probe-port", "note", 20)],
     ),
     ("probe-path", manifest(readinessProbe="{httpGet: {path: /healthz, port: http}}"), [("probe-path", "error", 20)]),
     ("probe-path", manifest(livenessProbe="{httpGet: {path: /ping, port: http}}"), [("probe-path", "warning", 21)]),
@@ -429,6 +450,23 @@ NEAR_MISSES: list[tuple[str, str]] = [
         ),
     ),
     # the app's own drain program is in the image, distroless or not
+    # the window is off but a native preStop sleep waits instead
+    (
+        "no-endpoint-wait",
+        manifest(
+            terminationGracePeriodSeconds="35",
+            env="[{name: LAMEDUCK_LAME_DUCK, value: '0'}]",
+            lifecycle="{preStop: {sleep: {seconds: 5}}}",
+        ),
+    ),
+    # an HTTP preStop hook may wait (its length is the app's business): not judged
+    (
+        "no-endpoint-wait",
+        manifest(args='["--lame-duck", "0"]', lifecycle="{preStop: {httpGet: {path: /, port: http}}}"),
+    ),
+    # numbers as numbers, a port by name, and a string that is not a number at all (a name, judged elsewhere)
+    ("not-a-number", manifest(terminationGracePeriodSeconds="45")),
+    ("not-a-number", manifest(readinessProbe="{httpGet: {path: /health/ready, port: http}, periodSeconds: 5}")),
     ("prestop-shell", manifest(image=DISTROLESS, lifecycle="{preStop: {exec: {command: [/app/bin/drain]}}}")),
     # a script that does more than sleep cannot become the sleep action; the image has sh
     (
@@ -616,7 +654,7 @@ def test_grace_period_absent_means_30_and_points_at_the_pod_spec() -> None:
     text = manifest(terminationGracePeriodSeconds=None, args='[--grace, "45"]')
     f = only(text, "grace-period")
     assert "lame-duck 5 + drain 35 + cleanup 3 + margin 2 = 45 s" in f.message
-    assert "SIGKILL comes 30 s after SIGTERM (terminationGracePeriodSeconds 30)" in f.message
+    assert "SIGKILL comes 30 s after SIGTERM (terminationGracePeriodSeconds 30 (the default))" in f.message
     assert (f.location.path, f.location.line) == ("spec.template.spec.terminationGracePeriodSeconds", POD_SPEC_LINE)
     assert f.fix == "raise terminationGracePeriodSeconds to 45; or set --grace=30 so lameduck plans for the time it has"
 
@@ -701,7 +739,8 @@ def test_grace_period_without_a_prestop_never_suggests_dropping_both_waits_silen
     f = only(manifest(terminationGracePeriodSeconds="10"), "grace-period")
     assert alternatives(f.fix) == [
         "raise terminationGracePeriodSeconds to 30",
-        "set LAMEDUCK_GRACE=10 and LAMEDUCK_LAME_DUCK=0 (then nothing waits for endpoint removal)",
+        # Never the window at 0 without a preStop hook (no-endpoint-wait): cleanup gives way instead.
+        "set LAMEDUCK_GRACE=10 and LAMEDUCK_CLEANUP_TIMEOUT=2",
     ]
 
 
@@ -898,7 +937,9 @@ def test_prestop_shell_on_distroless_is_a_warning_and_the_native_action_fixes_it
         args='[--lame-duck, "0"]',
         lifecycle='{preStop: {exec: {command: [sh, -c, "sleep 5"]}}}',
     )
-    f = only(text, "prestop-shell")
+    # The failing hook waits for nothing, and the window is 0: both are reported; the native sleep fixes both.
+    assert sorted(g.rule for g in check(text)) == ["no-endpoint-wait", "prestop-shell"]
+    f = next(g for g in check(text) if g.rule == "prestop-shell")
     assert f.severity is Severity.WARNING
     assert f.message == (
         f"the preStop hook needs a shell, which {DISTROLESS} (distroless or scratch) does not have: the hook fails "
@@ -929,7 +970,9 @@ def test_prestop_shell_images(image: str, severity: str) -> None:
         args='[--lame-duck, "0"]',
         lifecycle="{preStop: {exec: {command: [sleep, '5']}}}",
     )
-    assert summary(check(text)) == [("prestop-shell", severity, 23)]
+    # Where the hook cannot run (warning), nothing waits for endpoint removal with the window at 0 either.
+    wait = [("no-endpoint-wait", "warning", 17)] if severity == "warning" else []
+    assert summary(check(text)) == [*wait, ("prestop-shell", severity, 23)]
 
 
 def test_prestop_shell_on_distroless_with_a_script_that_is_not_a_sleep() -> None:
@@ -989,7 +1032,8 @@ def test_probe_timeout_numbers_and_fix() -> None:
     text = manifest(readinessProbe="{httpGet: {path: /health/ready, port: http}, timeoutSeconds: 10}")
     f = only(text, "probe-timeout")
     assert f.message == (
-        "readinessProbe timeoutSeconds 10 ≥ periodSeconds 10: probes overlap and a hung endpoint is noticed late"
+        "readinessProbe timeoutSeconds 10 ≥ periodSeconds 10: the kubelet runs probes one after another, so a hung "
+        "endpoint stretches the period to the timeout and is noticed only after failureThreshold probes of 10 s each"
     )
     assert (f.location.path, f.location.line) == (f"{CONTAINER}.readinessProbe.timeoutSeconds", 20)
     assert f.fix == "set timeoutSeconds below periodSeconds (e.g. timeoutSeconds: 5)"
@@ -1066,8 +1110,11 @@ def test_probe_port_not_declared_by_a_container_that_is_not_lameduck() -> None:
         startupProbe=None,
     )
     f = only(text, "probe-port")
-    assert f.severity is Severity.WARNING
-    assert f.message == "readinessProbe probes port 9090, which is not among the container's ports (8000)"
+    assert f.severity is Severity.NOTE  # the kubelet probes undeclared ports too: worth knowing, not a failure
+    assert f.message == (
+        "readinessProbe probes port 9090, which is not among the container's declared ports (8000); the kubelet "
+        "probes it anyway, so it works if something listens there"
+    )
 
 
 def test_probe_port_strings_of_digits_outside_ascii_do_not_crash() -> None:
@@ -1351,13 +1398,20 @@ def test_rules_never_crash_on_odd_values(text: str) -> None:
 GOLDEN: dict[str, list[tuple[str, str, int]]] = {
     "anchors-merge-keys.yaml": [("probe-path", "warning", 30)],
     "argo-rollout-canary.yaml": [("grace-unused", "note", 35)],
-    "bare-pod-debug.yaml": [("grace-period", "warning", 17), ("readiness-missing", "warning", 20)],
+    "bare-pod-debug.yaml": [("grace-period", "note", 17), ("readiness-missing", "warning", 20)],
     "cronjob-nightly.yaml": [],
     "daemonset-node-agent.yaml": [("grace-period", "error", 30)],
-    "distroless-prestop-sh.yaml": [
-        ("grace-period", "error", 27),
-        ("prestop-double-count", "warning", 45),
-        ("prestop-shell", "warning", 47),
+    "distroless-prestop-sh.yaml": [("prestop-shell", "warning", 46)],
+    "lame-duck-off.yaml": [("no-endpoint-wait", "warning", 29)],
+    "helm-quoted-numbers.yaml": [
+        ("not-a-number", "error", 26),
+        ("not-a-number", "error", 35),
+        ("not-a-number", "error", 36),
+    ],
+    "slim-prestop-sleep.yaml": [
+        ("grace-period", "error", 26),
+        ("prestop-double-count", "warning", 44),
+        ("prestop-shell", "note", 46),
     ],
     "django-gunicorn-probes.yaml": [
         ("initial-delay", "note", 66),

@@ -1,11 +1,17 @@
-"""lameduck.runtime.pid1's pure parts: when to be the init, the child's command line, the exit-code mapping.
+"""lameduck.runtime.pid1's pure parts: when to be the init, the child's command line, the exit-code mapping; and
+the terminal handover, on a pseudo-terminal.
 
-The init itself (spawn, forward, reap) runs in tests/acceptance/test_pid1.py, in a real PID namespace.
+The init itself (spawn, forward, reap, stops) runs in tests/acceptance/test_pid1.py, in a real PID namespace.
 """
 
 from __future__ import annotations
 
+import os
+import pty
+import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -150,3 +156,57 @@ def test_every_forwarded_signal_is_also_blocked_and_sigchld_too() -> None:
     assert set(pid1.HANDLED) == {*pid1.FORWARDED, signal.SIGCHLD}
     assert {signal.SIGTERM, signal.SIGINT}.issubset(pid1.FORWARDED)
     assert signal.SIGKILL not in pid1.HANDLED
+
+
+def test_the_terminal_signals_that_stop_a_background_process_are_blocked_never_taken() -> None:
+    assert set(pid1.TERMINAL_STOPS) == {signal.SIGTTIN, signal.SIGTTOU}
+    assert not set(pid1.TERMINAL_STOPS) & set(pid1.HANDLED)
+    assert set(pid1.ENDING) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+    assert set(pid1.ENDING).issubset(pid1.FORWARDED)
+
+
+def test_no_terminal_is_handed_over_when_stdin_is_none_or_not_ours() -> None:
+    read, write = os.pipe()
+    master, slave = pty.openpty()  # a terminal, but not this process's controlling terminal
+    try:
+        with open(os.devnull) as devnull:
+            for fd in (read, devnull.fileno(), slave, 12345):  # a pipe, /dev/null, someone else's terminal, closed
+                assert pid1.hand_terminal(os.getpgrp(), fd) is False
+    finally:
+        for fd in (read, write, master, slave):
+            os.close(fd)
+
+
+# Run with the pseudo-terminal as its stdin and controlling terminal (setsid --ctty), so its group has the
+# foreground; SIGTTOU blocked, as supervise() blocks it.
+HANDOVER = """
+import os, signal
+from lameduck.runtime import pid1
+signal.pthread_sigmask(signal.SIG_BLOCK, pid1.TERMINAL_STOPS)
+child = os.posix_spawn("/bin/sleep", ["sleep", "30"], dict(os.environ), setpgroup=0)
+try:
+    print(pid1.hand_terminal(child), os.tcgetpgrp(0) == child, pid1.hand_terminal(os.getpgrp()))
+finally:
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+"""
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs setsid (util-linux)")
+def test_a_terminal_whose_foreground_is_the_inits_goes_to_the_childs_group() -> None:
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            ["setsid", "--ctty", sys.executable, "-c", HANDOVER],
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0, done.stderr
+    # Handed over; then the caller's group is in the background and cannot take it back (it is not its to give).
+    assert done.stdout.split() == ["True", "True", "False"]

@@ -17,7 +17,9 @@ vs the lame-duck window, probes, shell-form commands, rollout strategy) in manif
 Dockerfiles. render: a Deployment, Service and PodDisruptionBudget consistent with your lameduck settings.
 rules: list the rules."""
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Service names are DNS-1035 labels (start with a letter); namespaces DNS-1123 labels.
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:
@@ -41,10 +43,16 @@ def _seconds(raw: str) -> float:
 
 
 def _dns_label(raw: str) -> str:
-    if not _DNS_LABEL.match(raw):
+    if not _DNS_1035.match(raw):
         raise argparse.ArgumentTypeError(
-            f"must be a DNS label: lowercase letters, digits and '-', at most 63 (got {raw!r})"
+            f"must be a DNS label: a lowercase letter, then lowercase letters, digits and '-', at most 63 (got {raw!r})"
         )
+    return raw
+
+
+def _namespace(raw: str) -> str:
+    if not _DNS_1123.match(raw):
+        raise argparse.ArgumentTypeError(f"must be lowercase letters, digits and '-', at most 63 (got {raw!r})")
     return raw
 
 
@@ -77,9 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--worker", metavar="MODULE:ATTR", help="a lameduck.Worker (lameduck work; no Service)")
     render.add_argument("--image", required=True, help="the container image")
     render.add_argument("--name", type=_dns_label, default="app", help="object and container name (default app)")
-    render.add_argument("--namespace", default=None, help="metadata.namespace (default: none, kubectl's)")
+    render.add_argument(
+        "--namespace", type=_namespace, default=None, help="metadata.namespace (default: none, kubectl's)"
+    )
     render.add_argument("--replicas", type=_int_range(1, 10000), default=2, help="default 2")
-    render.add_argument("--port", type=_int_range(1, 65535), default=8000, help="app port (default 8000)")
+    render.add_argument("--port", type=_int_range(1, 65535), default=None, help="app port (default 8000)")
     render.add_argument("--probe-port", type=_int_range(1, 65535), default=9000, help="probe port (default 9000)")
     render.add_argument("--grace", type=_seconds, default=None, help="lameduck's grace (default 30)")
     render.add_argument("--lame-duck", type=_seconds, default=None, help="default auto (5 in-cluster)")
@@ -95,6 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, fail: Callable[[str], NoReturn]) -> int:
+    for stream in (sys.stdout, sys.stderr):  # reports use ≥ and →: never a traceback on an ASCII terminal
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     if args.k8s_command == "rules":
         return _rules()
     if args.k8s_command == "render":
@@ -147,8 +160,11 @@ def _render(args: argparse.Namespace, fail: Callable[[str], NoReturn]) -> int:
         BY_NAME["worker"].parse(target)
     except ValueError:
         fail(f"{'--app' if args.app else '--worker'}: must be MODULE:ATTR (got {target!r})")
-    if args.port == args.probe_port and args.app:
-        fail(f"--probe-port: must differ from --port (both {args.port})")
+    if args.worker is not None and args.port is not None:
+        fail("--port: a worker has no app port (lameduck work serves only probes, on --probe-port)")
+    port = 8000 if args.port is None else args.port
+    if port == args.probe_port and args.app:
+        fail(f"--probe-port: must differ from --port (both {port})")
     options = RenderOptions(
         name=args.name,
         image=args.image,
@@ -156,7 +172,7 @@ def _render(args: argparse.Namespace, fail: Callable[[str], NoReturn]) -> int:
         worker=args.worker is not None,
         replicas=args.replicas,
         namespace=args.namespace,
-        port=args.port,
+        port=port,
         probe_port=args.probe_port,
         grace=args.grace,
         lame_duck=args.lame_duck,

@@ -67,7 +67,13 @@ def _parse(text: str, source: str, as_dockerfile: bool | None) -> tuple[str | No
         )
     if as_dockerfile:
         return text, []
-    return None, loader.load(text, source)
+    try:
+        return None, loader.load(text, source)
+    except ManifestError as exc:
+        if "{{" in text and "helm" not in str(exc):
+            hint = " (a Helm template? check the output of `helm template` instead)"
+            raise ManifestError(exc.source, str(exc).split(": ", 1)[-1] + hint, exc.line, exc.column) from None
+        raise
 
 
 def _context(docs: Iterable[loader.Document]) -> model.Context:
@@ -105,10 +111,15 @@ def _count_objects(data: object) -> int:
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Files in the order given; directories become their manifests and Dockerfiles, sorted, recursively."""
-    out: list[str] = []
+    return [name for name, _ in _expand(inputs)]
+
+
+def _expand(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(file, the directory it was found in, or None when it was named itself)."""
+    out: list[tuple[str, str | None]] = []
     for name in inputs:
         if name == STDIN:
-            out.append(name)
+            out.append((name, None))
             continue
         path = Path(name)
         if path.is_dir():
@@ -121,9 +132,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
             )
             if not found:
                 raise ManifestError(name, "no *.yaml, *.yml, *.json or Dockerfile in this directory")
-            out.extend(str(p) for p in found)
+            out.extend((str(p), name) for p in found)
         else:
-            out.append(name)
+            out.append((name, None))
     return out
 
 
@@ -156,12 +167,28 @@ def check_paths(inputs: Sequence[str], *, ignore: Iterable[str] = (), stdin: Ite
     if unknown:
         raise ValueError(f"unknown rule {unknown[0]!r} (rules: {', '.join(RULES)})")
     report = Report()
-    names = expand_inputs(inputs)
+    expanded = _expand(inputs)
+    names = [name for name, _ in expanded]
     # Everything is read and parsed first: ConfigMaps and HPAs in one file tell about workloads in another.
     parsed = []
-    for name in names:
+    found_in: dict[str, int] = {}
+    for name, directory in expanded:
         source = STDIN_NAME if name == STDIN else name
-        parsed.append((source, *_parse(read(name, stdin), source, None)))
+        dockerfile_text, docs = _parse(read(name, stdin), source, None)
+        has_objects = dockerfile_text is not None or any(model.is_object(d.data) for d in docs)
+        if directory is None and not has_objects:
+            # An empty stream is what `helm template ... | lameduck k8s check -` gives when helm failed: not a pass.
+            raise ManifestError(
+                source, "no Kubernetes object here (helm values or a template? check the output of `helm template`)"
+            )
+        if directory is not None:
+            found_in[directory] = found_in.get(directory, 0) + has_objects
+            if not has_objects:
+                continue  # a values.yaml or a docs config next to the manifests
+        parsed.append((source, dockerfile_text, docs))
+    for directory, count in found_in.items():
+        if not count:
+            raise ManifestError(directory, "no Kubernetes object or Dockerfile in this directory")
     context = _context(doc for _, _, docs in parsed for doc in docs)
     for source, dockerfile_text, docs in parsed:
         _check_parsed(source, dockerfile_text, docs, report, context)

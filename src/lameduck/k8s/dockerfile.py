@@ -7,15 +7,20 @@
     PID 1 is a shell that does not exec the service: shell-form ENTRYPOINT, shell-form CMD (not started with exec),
     ``["sh", "-c", script]`` whose last command is not exec'd, or a script a heredoc in the file wrote that does not.
 ``dockerfile-stopsignal``
-    STOPSIGNAL is not SIGTERM or SIGINT (or is not a signal at all).
+    STOPSIGNAL is not a signal at all; or it is not SIGTERM or SIGINT and the image runs lameduck (in the command line,
+    through sh -c, an init or python -m, in a script a heredoc here wrote, or configured by ENV LAMEDUCK_*). Only a
+    warning when the file does not show what runs (a script it does not hold, Python code, the base image's CMD);
+    nothing when the command visibly runs another program (nginx's graceful stop is SIGQUIT).
 ``dockerfile-entrypoint-script``
     The command runs a wrapper script the file does not show: it must end with exec "$@".
 ``lameduck-settings``
     The command runs lameduck with settings (flags, or ENV LAMEDUCK_*) it would refuse.
 
-The command line is judged by ``lameduck.k8s.command``, exactly like a manifest's. Values an external base image
-decides are never guessed: a file with no ENTRYPOINT or CMD has nothing to say about PID 1. Input that is not a
-Dockerfile ``docker build`` would accept raises ``ManifestError``; nothing else is ever raised.
+No init is asked for: ``lameduck serve|work`` as PID 1 acts as its own (``lameduck.runtime.pid1``), so the exec form
+``CMD ["lameduck", "serve", …]`` alone is what the checks want. The command line is judged by
+``lameduck.k8s.command``, exactly like a manifest's. Values an external base image decides are never guessed: a file
+with no ENTRYPOINT or CMD has nothing to say about PID 1. Input that is not a Dockerfile ``docker build`` would accept
+raises ``ManifestError``; nothing else is ever raised.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from lameduck.config import SETTINGS
 from lameduck.k8s.command import SHELLS, AppSettings, ShellRun, app_settings, find_lameduck, script_execs, shell_run
 from lameduck.k8s.dockerfile_image import Command, Image, resolve_image
 from lameduck.k8s.dockerfile_syntax import Instruction, parse_dockerfile
-from lameduck.k8s.findings import RULES, Finding, Location
+from lameduck.k8s.findings import RULES, Finding, Location, Severity
 
 __all__ = ["check_dockerfile", "is_dockerfile_name", "parse_signal"]
 
@@ -85,6 +91,8 @@ def parse_signal(raw: str) -> str | None:
 
 
 def _stop_signal(image: Image, source: str, out: list[Finding]) -> None:
+    """``dockerfile-stopsignal``: an error when the image runs lameduck, a warning when the file does not show what
+    it runs, nothing when it visibly runs another program (nginx's SIGQUIT is that program's graceful stop)."""
     if image.stop_signal is None:
         return
     raw, ins = image.stop_signal
@@ -92,7 +100,7 @@ def _stop_signal(image: Image, source: str, out: list[Finding]) -> None:
         return  # a build argument without default decides it
     name = parse_signal(raw)
     fix = "remove STOPSIGNAL (the default is SIGTERM) or write STOPSIGNAL SIGTERM"
-    if name is None:
+    if name is None:  # whatever runs: docker build refuses it
         out.append(
             _finding(
                 "dockerfile-stopsignal",
@@ -106,6 +114,9 @@ def _stop_signal(image: Image, source: str, out: list[Finding]) -> None:
         return
     if name in _DRAIN_SIGNALS:
         return
+    runs = _what_runs(image)
+    if runs.kind == "other":
+        return  # its stop signal is that program's business
     shown = f"{raw} (SIG{name})" if not raw.upper().endswith(name) else f"SIG{name}"
     if name == "KILL":
         effect = "SIGKILL cannot be caught: the service dies at once, mid-request, and nothing drains"
@@ -115,16 +126,26 @@ def _stop_signal(image: Image, source: str, out: list[Finding]) -> None:
         effect = f"Python ignores SIG{name}: the service keeps serving until SIGKILL at the end of the grace period"
     else:
         effect = f"SIG{name}'s default action ends the process at once, cutting every request in flight"
-    out.append(
-        _finding(
-            "dockerfile-stopsignal",
-            ins,
-            source,
+    if runs.kind == "lameduck":
+        message = (
             f"STOPSIGNAL {shown}: docker stop and the kubelet send it instead of SIGTERM, and lameduck drains only on "
-            f"SIGTERM or SIGINT; {effect}",
-            fix,
+            f"SIGTERM or SIGINT; {effect}"
         )
+        out.append(_finding("dockerfile-stopsignal", ins, source, message, fix))
+        return
+    message = (
+        f"STOPSIGNAL {shown}: docker stop and the kubelet send it instead of SIGTERM, and this file does not show "
+        f"what the image runs ({runs.why}); in case it runs lameduck: lameduck drains only on SIGTERM or SIGINT, "
+        f"and {effect}"
     )
+    if name in ("KILL", "STOP"):  # cannot be caught: no program stops gracefully on it
+        fix = f"{fix}: no program can stop gracefully on SIG{name}"
+    else:
+        fix = (
+            f"if the image runs lameduck, {fix}; if it runs a program whose graceful stop is SIG{name}, keep it and "
+            "ignore this warning"
+        )
+    out.append(_finding("dockerfile-stopsignal", ins, source, message, fix, severity=Severity.WARNING))
 
 
 # -- PID 1 --------------------------------------------------------------------------------------------------------
@@ -188,24 +209,54 @@ def _simple_words(script: str) -> list[str] | None:
     return words
 
 
-_QUOTED = re.compile(r"\"([^\"\\]*)\"|'([^'\\]*)'")
+#: One word of a would-be JSON array, with what separates it from the previous one.
+_ITEM = re.compile(r"([\t ,]*)(?:\"([^\"\\]*)\"|'([^'\\]*)')")
 
 
-def _json_typo(script: str) -> list[str] | None:
-    """The words of ``['uvicorn', 'app:app']``, ``["uvicorn" "app:app"]`` or ``["uvicorn"]  # a comment``: meant as
-    exec form, read as shell form because it is not a JSON array of strings as written."""
+@dataclass(frozen=True, slots=True)
+class _Typo:
+    """A shell-form argument meant as exec form: the words it was meant to hold and what keeps it from being JSON."""
+
+    words: list[str]
+    why: str
+
+
+def _json_typo(script: str) -> _Typo | None:
+    """``['uvicorn', 'app:app']``, ``["uvicorn" "app:app"]``, ``["uvicorn"]  # a comment`` or ``["uvicorn",
+    "app:app"`` (no closing bracket): meant as exec form, read as shell form because it is not a JSON array of strings
+    as written. None for anything else (a script that merely starts with ``[``, such as ``[ -f x ] && …``)."""
     body = script.strip()
-    end = body.rfind("]")
-    if not body.startswith("[") or end < 0 or (body[end + 1 :].strip() and body[end + 1 :].strip()[0] != "#"):
+    if not body.startswith("["):
         return None
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        return None  # valid JSON is exec form (or refused by the parser): never a typo
     words: list[str] = []
-
-    def take(m: re.Match[str]) -> str:
-        words.append(m.group(1) if m.group(1) is not None else m.group(2))
-        return ","
-
-    rest = _QUOTED.sub(take, body[1:end])
-    return words if words and not rest.strip(" \t,") else None
+    why: list[str] = []
+    pos = 1
+    while (m := _ITEM.match(body, pos)) is not None:
+        if m.group(3) is not None and "single quotes" not in why:
+            why.append("single quotes")
+        if words and "," not in m.group(1) and "a missing comma" not in why:
+            why.append("a missing comma")
+        words.append(m.group(2) if m.group(2) is not None else m.group(3))
+        pos = m.end()
+    rest = body[pos:].lstrip("\t ")
+    if rest.startswith(","):
+        why.append("a comma after the last word")
+        rest = rest[1:].lstrip("\t ")
+    if not rest:
+        why.append("no closing ]")
+    elif rest[0] != "]":
+        return None
+    elif rest[1:].strip():
+        if rest[1:].strip()[0] != "#":
+            return None
+        why.append("a comment after it")
+    return _Typo(words, ", ".join(why) or "a tab or control character inside a string") if words else None
 
 
 def _preview(words: Sequence[str]) -> str:
@@ -233,8 +284,8 @@ def _exec_fix(command: Command, run: ShellRun, ep: Command | None) -> str:
     typo = _json_typo(script) if command.script is not None else None
     if typo is not None:
         return (
-            "it is not a JSON array as written (single quotes, a missing comma, or a comment after it), so Docker "
-            f"runs it through a shell: write {_exec_line(keyword, typo)}"
+            f"it is not a JSON array as written ({typo.why}), so Docker runs it through a shell: write "
+            f"{_exec_line(keyword, typo.words)}"
         )
     if simple is not None and not under_shell:
         how = "write it in exec form" if command.script is not None else "run it without the shell"
@@ -310,12 +361,12 @@ def _command(image: Image, source: str, out: list[Finding]) -> tuple[list[tuple[
     return lines, _lameduck_holder(ep, cmd, holder)
 
 
-def _written(image: Image, program: _Program) -> tuple[str, Instruction] | None:
-    """The text of ``program`` when a heredoc in this Dockerfile wrote it."""
-    name = program.name
+def _written(image: Image, name: str, *, path: bool) -> tuple[str, Instruction] | None:
+    """The text of the program ``name`` when a heredoc in this Dockerfile wrote it; ``path``: exec looks it up in
+    PATH (``sh FILE`` opens it relative to WORKDIR)."""
     if name.startswith("/"):
         candidates = [name]
-    elif "/" in name or not program.path:
+    elif "/" in name or not path:
         candidates = [posixpath.join(image.workdir, name)] if image.workdir is not None else []
     else:
         candidates = [posixpath.join(d, name) for d in _PATH]
@@ -330,7 +381,7 @@ def _script(image: Image, program: _Program, source: str, out: list[Finding]) ->
     """``dockerfile-entrypoint-script`` for a wrapper script we cannot see; ``dockerfile-shell-form`` for one a heredoc
     wrote that does not exec its last command. Returns the words of that script's last command."""
     name = program.name
-    written = _written(image, program)
+    written = _written(image, name, path=program.path)
     if written is not None:
         text, copy = written
         interpreter = _interpreter(text)
@@ -426,6 +477,123 @@ def _lameduck_holder(ep: Command | None, cmd: Command | None, holder: Command | 
         if run is not None and run.last and find_lameduck(run.last) is not None:
             return command
     return holder
+
+
+# -- what the image runs ------------------------------------------------------------------------------------------
+
+#: Python runs code this file does not show, which may start lameduck itself (``lameduck.run()``).
+_PYTHON = re.compile(r"(?:python|pypy)[0-9.]*\Z")
+#: ``uv run gunicorn …``: project runners that exec the program after ``run``.
+_RUNNERS = frozenset({"uv", "poetry", "pipenv", "pdm", "hatch", "rye"})
+#: lameduck started anywhere in a script (not only by its last command), or imported by a Python script.
+_LAMEDUCK_IN_SCRIPT = re.compile(
+    r"(?<![\w.-])lameduck\s+(?:serve|work)\b|-m\s*lameduck\s+(?:serve|work)\b|^\s*(?:import|from)\s+lameduck\b",
+    re.MULTILINE,
+)
+_EXEC_ARGS = frozenset({"$@", "${@}", "$*", "${*}"})
+_MAX_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Runs:
+    """What the image's command runs, as far as STOPSIGNAL cares: ``lameduck`` (in the command line, a script this
+    file writes, or configured by ENV LAMEDUCK_*), ``other`` (visibly another program, ``why`` names it) or
+    ``unknown`` (``why`` says what the file does not show)."""
+
+    kind: Literal["lameduck", "other", "unknown"]
+    why: str = ""
+
+
+_LAMEDUCK = _Runs("lameduck")
+
+
+def _meant(command: Command | None) -> tuple[str, ...]:
+    """The command line an instruction means: a JSON typo (``CMD ["lameduck", "serve", "a:b"`` with no closing
+    bracket) stands for the array it was meant to be, not for the shell that fails to run it."""
+    if command is None:
+        return ()
+    typo = _json_typo(command.script) if command.script is not None else None
+    return tuple(typo.words) if typo is not None else command.argv
+
+
+def _what_runs(image: Image) -> _Runs:
+    """What the image's ENTRYPOINT + CMD run. An ENTRYPOINT the base image decides is taken to be a wrapper that
+    runs CMD (the official images' docker-entrypoint.sh ends with exec "$@"); a CMD it decides is not shown."""
+    ep = None if "ENTRYPOINT" in image.unknown else image.entrypoint
+    cmd = None if "CMD" in image.unknown else image.cmd
+    if ep is None and cmd is None:
+        external = "CMD" in image.unknown
+        runs = _Runs("unknown", "the base image decides the command" if external else "it sets no ENTRYPOINT or CMD")
+    else:
+        runs = _judge(image, _meant(ep) + _meant(cmd), 0)
+    if runs.kind == "unknown" and app_settings((), image.env).runs_lameduck:
+        return _LAMEDUCK  # ENV LAMEDUCK_* configures lameduck: that is what the image runs
+    return runs
+
+
+def _judge(image: Image, argv: Sequence[str], depth: int) -> _Runs:
+    if find_lameduck(argv) is not None:
+        return _LAMEDUCK
+    if depth > _MAX_DEPTH:
+        return _Runs("unknown", "scripts that run each other")
+    words = list(argv[_after_init(argv) :])
+    if not words:
+        return _Runs("unknown", f"{posixpath.basename(argv[0])} has no command to run" if argv else "no command")
+    run = shell_run(words)
+    if run is not None and run.script is not None:  # sh -c SCRIPT [$0 [ARG …]]
+        after = words.index(run.script) + 2 if run.script in words else len(words)
+        return _judge_script(image, run.script, words[after:], depth)
+    if run is not None:  # sh FILE [ARG …]
+        name = _script_file(words)
+        written = _written(image, name, path=False)
+        if written is None:
+            return _Runs("unknown", f"the script {name} is not in this file" if name else "a shell with no script")
+        return _judge_script(image, written[0], words[words.index(name) + 1 :], depth)
+    i = 0
+    if posixpath.basename(words[0]) == "env":  # env [-i] [NAME=value …] PROGRAM
+        i = 1
+        while i < len(words) and (words[i].startswith("-") or "=" in words[i]):
+            i += 1
+    if i + 1 < len(words) and posixpath.basename(words[i]) in _RUNNERS and words[i + 1] == "run":
+        i += 2
+        while i < len(words) and words[i].startswith("-"):
+            i += 1
+    if i >= len(words):
+        return _Runs("unknown", f"{posixpath.basename(words[0])} has no command to run")
+    program = words[i]
+    base = posixpath.basename(program)
+    written = _written(image, program, path=True)
+    if written is not None:
+        return _judge_script(image, written[0], words[i + 1 :], depth)
+    if "$" in program or "`" in program:
+        return _Runs("unknown", f"{program} is decided when the container starts")
+    if _PYTHON.match(base) or base.endswith(".py"):
+        return _Runs("unknown", f"{_preview(words[i:])} runs Python code that may start lameduck with lameduck.run()")
+    if _is_script(program):
+        return _Runs("unknown", f"the script {program} is not in this file")
+    return _Runs("other", base)
+
+
+def _judge_script(image: Image, text: str, args: Sequence[str], depth: int) -> _Runs:
+    """What a script runs (a ``sh -c`` script, or one a heredoc wrote), ``args`` being its ``"$@"``."""
+    interpreter = _interpreter(text)
+    if interpreter is not None and posixpath.basename(interpreter) not in SHELLS:
+        base = posixpath.basename(interpreter)
+        if not _PYTHON.match(base):
+            return _Runs("other", base)
+        if _LAMEDUCK_IN_SCRIPT.search(text):
+            return _LAMEDUCK
+        return _Runs("unknown", "a Python script that may start lameduck with lameduck.run()")
+    execs, last = script_execs(text)
+    if not last or last[0] in _COMPOUND_END:
+        runs = _Runs("unknown", "a script whose last command this check does not read")
+    elif last[0] in _EXEC_ARGS:  # exec "$@": the arguments are the service
+        runs = _judge(image, args, depth + 1) if args else _Runs("unknown", 'exec "$@" with no arguments')
+    else:
+        runs = _judge(image, last, depth + 1)
+    if execs and runs.kind == "other":
+        return runs  # the script hands PID 1 to another program, whatever it ran before
+    return _LAMEDUCK if _LAMEDUCK_IN_SCRIPT.search(text) else runs
 
 
 # -- lameduck settings --------------------------------------------------------------------------------------------
@@ -527,10 +695,11 @@ def _finding(
     *,
     path: str = "",
     extra: dict[str, object] | None = None,
+    severity: Severity | None = None,
 ) -> Finding:
     return Finding(
         rule,
-        RULES[rule].severity,
+        severity or RULES[rule].severity,
         message,
         fix,
         Location(source, 0, path or ins.path, ins.line, ins.column),

@@ -75,6 +75,13 @@ RULES: dict[str, Rule] = _rules(
         "the drain.",
     ),
     Rule(
+        "no-endpoint-wait",
+        W,
+        "nothing waits for endpoint removal after SIGTERM",
+        "Endpoint removal reaches kube-proxy and ingresses 1-5 s after SIGTERM; with lameduck's lame-duck window at "
+        "0 and no preStop sleep, the listener closes first and those connections are refused.",
+    ),
+    Rule(
         "prestop-shell",
         W,
         "the preStop hook needs a shell or a sleep binary the image may not have",
@@ -92,14 +99,15 @@ RULES: dict[str, Rule] = _rules(
         "liveness-is-readiness",
         E,
         "the liveness probe checks readiness",
-        "A draining pod is not ready but it is alive; a liveness probe on the readiness endpoint restarts it "
-        "mid-drain (and restarts every pod whose dependency is down).",
+        "A pod that is not ready (overloaded, a dependency down) is alive; a liveness probe on the readiness "
+        "endpoint restarts it, and a partial outage becomes a restart loop.",
     ),
     Rule(
         "probe-timeout",
         W,
         "a probe's timeoutSeconds is not shorter than its periodSeconds",
-        "Probes then overlap and a slow endpoint is never seen as failing in time.",
+        "The kubelet runs a container's probes one after another: a hung endpoint stretches every period to the "
+        "timeout, and failure is noticed only after failureThreshold probes of timeoutSeconds each.",
     ),
     Rule(
         "initial-delay",
@@ -140,6 +148,13 @@ RULES: dict[str, Rule] = _rules(
         "the rollout strategy removes serving capacity",
         "With maxUnavailable > 0, old pods stop before their replacements are ready; with few replicas that is a "
         "large share of capacity. maxSurge adds the new pod first.",
+    ),
+    Rule(
+        "not-a-number",
+        E,
+        "a number written as a string",
+        "The API server rejects a string in an integer field (a quoted port is read as a port name, which needs a "
+        "letter): the object is never applied, and no other check can judge the value.",
     ),
     Rule(
         "duplicate-key",

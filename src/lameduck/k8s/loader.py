@@ -120,7 +120,7 @@ class _Builder:
             )
             raise ManifestError(
                 self.doc.source,
-                f"document {self.doc.index} expands to {limit} (an alias bomb?)",
+                f"document {self.doc.index + 1} expands to {limit} (an alias bomb?)",
                 node.start_mark.line + 1,
                 node.start_mark.column + 1,
             )
@@ -262,13 +262,42 @@ def load(text: str, source: str) -> list[Document]:
     except ManifestError as yaml_error:
         if not _looks_like_json(text):
             raise
+        # `jq --tab` output: JSON allows tabs where YAML does not. Outside strings (which cannot span lines in JSON)
+        # a leading tab is only indentation, so one space per tab keeps every line and column where it was.
+        untabbed = _LEADING_TABS.sub(lambda m: " " * len(m.group()), text)
+        if untabbed != text:
+            try:
+                return list(_load_yaml(untabbed, source))
+            except ManifestError:
+                pass
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(source, exc.msg, exc.lineno, exc.colno) from None
+            return _json_stream(text, source)
         except RecursionError:
             raise yaml_error from None
-        return [Document(source, 0, data)]
+
+
+_LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
+
+
+def _json_stream(text: str, source: str) -> list[Document]:
+    """One JSON value or several in a row (``jq '.items[]'`` output, which kubectl accepts), without positions
+    below each document's start."""
+    decoder = json.JSONDecoder()
+    docs: list[Document] = []
+    at = 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        if at >= len(text):
+            return docs
+        try:
+            data, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(source, exc.msg, exc.lineno, exc.colno) from None
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        docs.append(Document(source, len(docs), data, positions={(): (line, column)}))
+        at = end
 
 
 def _load_yaml(text: str, source: str) -> Iterator[Document]:

@@ -129,6 +129,18 @@ class Workload:
     ignored: frozenset[str] = frozenset()
     context: Context = field(default_factory=Context)
 
+    def pod_annotations(self) -> dict[str, Any]:
+        """The pod's annotations: the template's, or a bare Pod's own."""
+        spec = POD_SPEC[self.kind]
+        meta = get(self.obj, *spec[:-1], "metadata") if len(spec) > 1 else self.obj.get("metadata")
+        found = get(meta, "annotations")
+        return found if isinstance(found, dict) else {}
+
+    def mesh_rewrites_probes(self) -> bool:
+        """Istio's injector rewrites HTTP probes to its agent (port 15020, ``/app-health/<container>/…``) and
+        records it in ``sidecar.istio.io/status``: such probes are judged by what they were, not what they are."""
+        return "sidecar.istio.io/status" in self.pod_annotations()
+
     @property
     def namespace(self) -> str:
         return _scalar(get(self.obj, "metadata", "namespace"))
@@ -283,7 +295,29 @@ def _scalar(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-_SLEEP = re.compile(r"(?:^|[\s;&|(])(?:/usr)?(?:/bin/)?sleep\s+([0-9]+(?:\.[0-9]+)?)s?(?=$|[\s;&|)])")
+_SLEEP = re.compile(r"(?:^|[\s;&|(])(?:/usr)?(?:/bin/)?sleep\s+(\S+)")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: Shell words that repeat or branch: a script's sleeps then do not simply add up.
+_CONTROL = re.compile(r"(?:^|[\s;&|(])(?:while|until|for|if|case)\s")
+
+
+def sleep_seconds(script: str) -> float | None:
+    """What the ``sleep`` commands of a straight-line script add up to (``sleep 5``, ``sleep 1m``, GNU's
+    ``sleep 1m 30s``); None when it cannot be known: no sleep, ``sleep infinity``, a variable, a loop."""
+    if _CONTROL.search(script):
+        return None
+    total, found = 0.0, False
+    for match in _SLEEP.finditer(script):
+        found = True
+        tail = script[match.start(1) :]
+        words = re.split(r"[;&|)\n]", tail, maxsplit=1)[0].split()
+        for word in words:
+            duration = _DURATION.fullmatch(word)
+            if duration is None:
+                return None  # infinity, $VAR, a flag: not a known duration
+            total += float(duration.group(1)) * _UNITS[duration.group(2)]
+    return total if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +340,7 @@ def read_pre_stop(hook: Mapping[str, Any]) -> PreStop:
         words = tuple(_scalar(w) for w in command)
         run = shell_run(words)
         text = run.script if run is not None and run.script is not None else " ".join(words)
-        sleeps = [float(m.group(1)) for m in _SLEEP.finditer(text)]
-        return PreStop("exec", sum(sleeps) if sleeps else None, shell=run is not None, command=words)
+        return PreStop("exec", sleep_seconds(text), shell=run is not None, command=words)
     if "httpGet" in hook:
         return PreStop("httpGet", None)
     if "tcpSocket" in hook:

@@ -47,6 +47,12 @@ def settings_for(opts: RenderOptions) -> Settings:
     or to 0 when a preStop sleep already waits for endpoint removal)."""
     if opts.prestop_sleep < 0:
         raise ConfigError("--prestop-sleep", f"must be ≥ 0 seconds (got {opts.prestop_sleep})")
+    if not opts.worker and not opts.prestop_sleep and opts.lame_duck == 0:
+        raise ConfigError(
+            "--lame-duck",
+            "0 with no --prestop-sleep: nothing would wait for endpoint removal after SIGTERM (new connections are "
+            "refused for 1-5 s); leave it auto or pass --prestop-sleep 5",
+        )
     if opts.prestop_sleep and opts.lame_duck:
         raise ConfigError(
             "--prestop-sleep",
@@ -173,12 +179,14 @@ def _header(opts: RenderOptions, settings: Settings, grace_seconds: int) -> str:
         + f"lameduck --grace {_n(settings.grace)}; after SIGTERM:",
     ]
     lines += [f"#   {row}" for row in budget.explain().splitlines()]
-    if opts.prestop_sleep:
-        lines.append(
-            f"# The native preStop sleep ({opts.prestop_sleep} s, Kubernetes 1.30+) waits for endpoint removal,"
-        )
+    if opts.worker:
+        lines.append("# lameduck work: nothing routes traffic to a worker, so no lame-duck window, no readiness probe,")
+        lines.append("# no preStop hook and no Service; the drain gets the rest of the grace period.")
+    elif opts.prestop_sleep:
+        lines.append(f"# The native preStop sleep ({opts.prestop_sleep} s, Kubernetes 1.30+) waits for endpoint")
+        lines[-1] += " removal,"
         lines.append("# so lameduck's lame-duck window is 0.")
     else:
-        lines.append("# No preStop hook: lameduck's lame-duck window keeps serving while endpoints are removed")
-        lines.append("# (no shell and no sleep binary needed in the image).")
+        lines.append(f"# No preStop hook: lameduck's lame-duck window ({_n(budget.lame_duck)} s) keeps serving while")
+        lines.append("# endpoints are removed (no shell and no sleep binary needed in the image).")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ Pure functions from a ``Report`` to a string; the CLI decides where it goes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +25,9 @@ def summary(report: Report) -> str:
     counts = ", ".join(
         _plural(report.count(s), {"error": "error", "warning": "warning", "note": "note"}[s.value]) for s in Severity
     )
-    what = [_plural(report.objects, "object"), _plural(report.pod_templates, "pod template")]
+    what = []
+    if report.dockerfiles < len(report.files):  # some inputs were manifests
+        what += [_plural(report.objects, "object"), _plural(report.pod_templates, "pod template")]
     if report.dockerfiles:
         what.append(_plural(report.dockerfiles, "Dockerfile"))
     return f"{counts} in {_plural(len(report.files), 'input')} ({', '.join(what)})"
@@ -86,7 +89,15 @@ def as_json(report: Report) -> str:
 
 
 def _uri(file: str) -> str:
-    return quote(file.replace("\\", "/").removeprefix("./"))
+    """Relative to the working directory where it can be (code-scanning UIs map those to the repository), else an
+    absolute ``file://`` URI; standard input stays ``stdin``."""
+    path = Path(file)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return path.as_uri()
+    return quote(path.as_posix().removeprefix("./"))
 
 
 def sarif(report: Report) -> str:

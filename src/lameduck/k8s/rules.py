@@ -109,6 +109,7 @@ def check_document(doc: Document, context: Context | None = None) -> list[Findin
         )
     for w in workloads(doc, context):
         emit = _Emit(w, out)
+        _numbers(w, emit)
         _rollout_capacity(w, emit)
         containers = list(w.containers())
         lameduck_shown = any(c.app.runs_lameduck for c in containers if not c.sidecar)
@@ -127,6 +128,57 @@ def check_document(doc: Document, context: Context | None = None) -> list[Findin
                 if is_main:
                     _lameduck(c, emit, assumed=True)
     return out
+
+
+# -- numbers written as strings ------------------------------------------------------------------------------------
+
+#: Integer fields of a container (relative paths) and of its probes.
+_CONTAINER_INTS: tuple[Path, ...] = (("lifecycle", "preStop", "sleep", "seconds"),)
+_PROBE_INTS = ("periodSeconds", "timeoutSeconds", "initialDelaySeconds", "failureThreshold", "successThreshold")
+
+
+def _numbers(w: Workload, emit: _Emit) -> None:
+    """Quoted numbers (``"30"``, often from a helm ``| quote``) in the integer fields the rules read."""
+    fields: list[tuple[Path, Any, Container | None]] = [
+        ((*w.pod_path, "terminationGracePeriodSeconds"), get(w.pod, "terminationGracePeriodSeconds"), None)
+    ]
+    if w.kind != "Pod":
+        fields.append(((*w.path, "spec", "replicas"), get(w.obj, "spec", "replicas"), None))
+    for c in w.containers():
+        for rel in _CONTAINER_INTS:
+            fields.append(((*c.path, *rel), get(c.spec, *rel), c))
+        ports = c.spec.get("ports")
+        for i, port in enumerate(ports if isinstance(ports, list) else []):
+            fields.append(((*c.path, "ports", i, "containerPort"), get(port, "containerPort"), c))
+        for kind in PROBES:
+            probe = c.probe(kind)
+            if probe is None:
+                continue
+            for key in _PROBE_INTS:
+                fields.append(((*c.path, kind, key), probe.get(key), c))
+            for handler in ("httpGet", "tcpSocket", "grpc"):
+                port = get(probe, handler, "port")
+                if isinstance(port, str) and _DIGITS.fullmatch(port):
+                    emit(
+                        "not-a-number",
+                        (*c.path, kind, handler, "port"),
+                        f"{kind} port is the string {port!r}: a quoted port is a port name, and a name needs a "
+                        "letter, so the API server rejects it",
+                        f"write port: {port} without quotes (or use the port's name)",
+                        container=c,
+                    )
+    for path, value, owner in fields:
+        if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+            emit(
+                "not-a-number",
+                path,
+                f"{path[-1]} is the string {value!r}: the API server rejects a string in an integer field",
+                f"write {path[-1]}: {value.strip()} without quotes",
+                container=owner,
+            )
+
+
+_NUMERIC = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
 
 
 # -- grace period, preStop and the lame-duck window ---------------------------------------------------------------
@@ -160,7 +212,9 @@ def _lameduck(c: Container, emit: _Emit, *, assumed: bool) -> None:
         if not unknown & {"--port", "--probe-port", "--live-path", "--ready-path", "--startup-path"} and app.invoked:
             _probe_targets(c, settings, emit)
     if not unknown & {"--grace", "--lame-duck", "--drain-timeout", "--cleanup-timeout"}:
-        _grace(c, settings, emit, assumption)
+        _grace(c, settings, emit, assumption, assumed=assumed)
+    if not assumed and "--lame-duck" not in unknown:
+        _endpoint_wait(c, settings, emit)
 
 
 def _error_path(c: Container, error: ConfigError) -> Path:
@@ -190,18 +244,41 @@ def _budget_words(b: Budget) -> str:
     )
 
 
-def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str) -> None:
+def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str, *, assumed: bool = False) -> None:
     w = c.workload
     grace = w.grace
     if grace is None:
         return
     hook = c.pre_stop()
     pre = read_pre_stop(hook) if hook is not None else None
-    pre_seconds = pre.seconds if pre is not None and pre.seconds is not None else 0.0
+    fails = pre is not None and _hook_fails(c, pre)
+    pre_seconds = pre.seconds if pre is not None and pre.seconds is not None and not fails else 0.0
     budget = settings.budget()
-    after_signal = grace - pre_seconds
     grace_path = (*w.pod_path, "terminationGracePeriodSeconds")
+    grace_words = (
+        f"terminationGracePeriodSeconds {_n(grace)}"
+        if "terminationGracePeriodSeconds" in w.pod
+        else "terminationGracePeriodSeconds 30 (the default)"
+    )
+    if pre is not None and pre_seconds >= grace:
+        emit(
+            "grace-period",
+            grace_path,
+            f"the preStop hook ({_n(pre_seconds)} s) outlasts the grace period ({grace_words}): the kubelet cuts it "
+            f"at {_n(grace)} s, sends SIGTERM and SIGKILL 2 s later, so lameduck gets 2 s instead of "
+            f"{_n(budget.total)}{assumption}",
+            f"raise terminationGracePeriodSeconds to {math.ceil(budget.total + pre_seconds)} or shorten the preStop "
+            "hook (the API also rejects a native sleep longer than the grace period)",
+            container=c,
+            severity=Severity.NOTE if assumed else None,  # assumed settings may not be the image's
+        )
+        return
+    after_signal = grace - pre_seconds
     pre_note = f" - preStop {_n(pre_seconds)} s" if pre_seconds else ""
+    if pre is not None and pre.seconds is None and pre.kind != "sleep":
+        pre_note += f", plus a {pre.kind} preStop hook of unknown length"
+    elif fails:
+        pre_note += ", the preStop hook fails at once (prestop-shell)"
     if budget.total > after_signal + 1e-9:
         needed = math.ceil(budget.total + pre_seconds)
         fixes = [f"raise terminationGracePeriodSeconds to {needed}", *_fitting(c, settings, budget, grace, pre_seconds)]
@@ -209,13 +286,12 @@ def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str) -> No
             "grace-period",
             grace_path,
             f"lameduck's shutdown takes up to {_budget_words(budget)}, but SIGKILL comes {_n(after_signal)} s after "
-            f"SIGTERM (terminationGracePeriodSeconds {_n(grace)}{pre_note}){assumption}",
-            "; or ".join(fixes),
+            f"SIGTERM ({grace_words}{pre_note}){assumption}",
+            ("if the image runs lameduck: " if assumed else "") + "; or ".join(fixes),
             container=c,
-            # Assumed settings may not be the image's: a likely problem, not a certain one.
-            severity=Severity.WARNING if assumption else None,
+            severity=Severity.NOTE if assumed else None,  # assumed settings may not be the image's
         )
-    elif budget.drain_derived and after_signal - budget.total >= UNUSED_GRACE_NOTE:
+    elif budget.drain_derived and not fails and after_signal - budget.total >= UNUSED_GRACE_NOTE:
         emit(
             "grace-unused",
             grace_path,
@@ -224,7 +300,7 @@ def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str) -> No
             f"set {_setting_source(c, 'grace', 'LAMEDUCK_GRACE')}={_n(after_signal)}",
             container=c,
         )
-    if pre is not None and pre.seconds and settings.lame_duck_seconds > 0:
+    if pre is not None and pre.seconds and not fails and settings.lame_duck_seconds > 0:
         how = f"auto: {_n(KUBERNETES_LAME_DUCK)} s in a pod" if settings.lame_duck is None else "set explicitly"
         emit(
             "prestop-double-count",
@@ -236,6 +312,36 @@ def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str) -> No
             f"once) or keep it and set {_setting_source(c, 'lame_duck', 'LAMEDUCK_LAME_DUCK')}=0",
             container=c,
         )
+
+
+def _endpoint_wait(c: Container, settings: Settings, emit: _Emit) -> None:
+    """A serving lameduck container whose lame-duck window is off and whose preStop hook does not wait either."""
+    if c.app.subcommand != "serve" or c.workload.kind in BATCH or settings.lame_duck_seconds > 0:
+        return
+    hook = c.pre_stop()
+    pre = read_pre_stop(hook) if hook is not None else None
+    if pre is not None and (pre.seconds is None or pre.seconds > 0) and not _hook_fails(c, pre):
+        return  # the hook waits (or may: an HTTP hook's length is the app's business)
+    source = c.app.sources.get("lame_duck", "")
+    where = _error_path(c, ConfigError(source if source.startswith("-") else "--lame-duck", ""))
+    emit(
+        "no-endpoint-wait",
+        where,
+        f"lame-duck window 0 s ({source or '--lame-duck'} 0) and no preStop sleep: lameduck closes its listener at "
+        "SIGTERM while kube-proxy and ingresses keep sending new connections for 1-5 s; they are refused (502s)",
+        f"remove {source or '--lame-duck 0'} (auto is {_n(KUBERNETES_LAME_DUCK)} s in a pod), or add a native preStop "
+        "sleep (lifecycle: {preStop: {sleep: {seconds: 5}}})",
+        container=c,
+    )
+
+
+def _hook_fails(c: Container, pre: PreStop) -> bool:
+    """An exec preStop hook that needs a shell or ``sleep`` on an image that has neither fails at once: the
+    kubelet logs it and sends SIGTERM, so its sleep never happens (``prestop-shell`` reports it)."""
+    if pre.kind != "exec" or not pre.command:
+        return False
+    needs_tool = pre.shell or posixpath.basename(pre.command[0]) == "sleep"
+    return needs_tool and _looks_shell_less(c.image)
 
 
 def _fits(settings: Settings, grace: float, lame_duck: float) -> bool:
@@ -265,11 +371,21 @@ def _fitting(c: Container, settings: Settings, budget: Budget, grace: float, pre
         drain = math.floor((have - lame_duck - budget.cleanup - budget.margin) * 1000) / 1000
         if drain >= MIN_DERIVED_DRAIN and _fits(replace(settings, drain_timeout=drain), have, lame_duck):
             fixes.append(f"set {grace_name}={_n(have)} and {drain_name}={_n(drain)}")
-    elif have > 0 and lame_duck > 0 and _fits(settings, have, 0.0):
-        why = (
-            "the preStop hook waits for endpoint removal" if pre_seconds else "then nothing waits for endpoint removal"
+    elif have > 0 and lame_duck > 0 and pre_seconds and _fits(settings, have, 0.0):
+        fixes.append(
+            f"set {grace_name}={_n(have)} and {lame_duck_name}=0 (the preStop hook waits for endpoint removal)"
         )
-        fixes.append(f"set {grace_name}={_n(have)} and {lame_duck_name}=0 ({why})")
+    elif have > 0 and lame_duck > 0:
+        # Never switch the window off with nothing else waiting (that is the 502 spike): trim cleanup, else the window.
+        cleanup_name = _setting_source(c, "cleanup_timeout", "LAMEDUCK_CLEANUP_TIMEOUT")
+        cleanup = math.floor((have - lame_duck - budget.margin - MIN_DERIVED_DRAIN) * 10) / 10
+        shorter = float(math.floor(have - budget.cleanup - budget.margin - MIN_DERIVED_DRAIN))
+        if cleanup >= 0.5 and _fits(replace(settings, cleanup_timeout=cleanup), have, lame_duck):
+            fixes.append(f"set {grace_name}={_n(have)} and {cleanup_name}={_n(cleanup)}")
+        elif shorter >= 1 and _fits(settings, have, shorter):
+            fixes.append(
+                f"set {grace_name}={_n(have)} and {lame_duck_name}={_n(shorter)} (a shorter wait for endpoint removal)"
+            )
     if pre_seconds:
         window = lame_duck if lame_duck > 0 else pre_seconds
         if _fits(settings, grace, window):
@@ -361,7 +477,7 @@ def _probes(c: Container, emit: _Emit) -> None:
                 "liveness-is-readiness",
                 (*c.path, "livenessProbe"),
                 f"the liveness probe is the readiness probe (same {same}): a pod that turns not ready (overloaded, "
-                "a dependency down, lameduck draining) is then restarted, and a partial outage becomes a restart loop",
+                "a dependency down) is then restarted, and a partial outage becomes a restart loop",
                 _probe_fix(c, "livenessProbe"),
                 container=c,
                 # An identical TCP or exec check says "the port is open" twice: wasteful, rarely a restart loop.
@@ -369,12 +485,16 @@ def _probes(c: Container, emit: _Emit) -> None:
             )
         elif lh is not None and lh[0] == "httpGet" and rh is not None and rh[0] == "httpGet":
             lp, rp = _http_path(live, query=True), _http_path(ready, query=True)  # /health?probe=live is its own
-            if lp == rp:
+            named = c.ports()[0]
+            same_port = _resolved(named, get(live, "httpGet", "port")) == _resolved(
+                named, get(ready, "httpGet", "port")
+            )
+            if lp == rp and same_port:
                 emit(
                     "liveness-is-readiness",
                     (*c.path, "livenessProbe", "httpGet", "path"),
                     f"the liveness probe uses the readiness path {lp}: a pod that is not ready (overloaded, a "
-                    "dependency down, draining) is alive, and restarting it turns a partial outage into a restart loop",
+                    "dependency down) is alive, and restarting it turns a partial outage into a restart loop",
                     _probe_fix(c, "livenessProbe"),
                     container=c,
                 )
@@ -387,8 +507,9 @@ def _probes(c: Container, emit: _Emit) -> None:
             emit(
                 "probe-timeout",
                 (*c.path, kind, "timeoutSeconds"),
-                f"{kind} timeoutSeconds {_n(timeout)} ≥ periodSeconds {_n(period)}: probes overlap and a hung "
-                "endpoint is noticed late",
+                f"{kind} timeoutSeconds {_n(timeout)} ≥ periodSeconds {_n(period)}: the kubelet runs probes one after "
+                f"another, so a hung endpoint stretches the period to the timeout and is noticed only after "
+                f"failureThreshold probes of {_n(timeout)} s each",
                 (
                     f"set timeoutSeconds below periodSeconds (e.g. timeoutSeconds: {int(period) // 2})"
                     if period >= 2
@@ -415,8 +536,9 @@ def _probes(c: Container, emit: _Emit) -> None:
 def _probe_fix(c: Container, kind: str) -> str:
     settings = c.app.settings if c.app.runs_lameduck else None
     if settings is None:
-        path = {"livenessProbe": "a liveness endpoint", "readinessProbe": "a readiness endpoint"}[kind]
-        return f"point {kind} at {path} of its own (liveness: the process works; readiness: it takes traffic now)"
+        if kind == "readinessProbe":
+            return "add a readinessProbe on an endpoint that fails while the app cannot take traffic, and at shutdown"
+        return "point livenessProbe at an endpoint that fails only when the process is stuck (not when it is busy)"
     port = settings.probe_port if settings.probe_port is not None else settings.port
     path = settings.live_path if kind == "livenessProbe" else settings.ready_path
     return f"{kind}: httpGet {{path: {path}, port: {port}}} (lameduck's {kind[: -len('Probe')]} endpoint)"
@@ -430,6 +552,8 @@ def _probe_port(c: Container, probe: dict[str, Any]) -> tuple[Path, Any] | None:
 
 
 def _probe_port_declared(c: Container, kind: str, probe: dict[str, Any], emit: _Emit) -> None:
+    if c.workload.mesh_rewrites_probes():
+        return
     found = _probe_port(c, probe)
     if found is None:
         return
@@ -454,11 +578,22 @@ def _probe_port_declared(c: Container, kind: str, probe: dict[str, Any], emit: _
         emit(
             "probe-port",
             path,
-            f"{kind} probes port {int(value)}, which is not among the container's ports ({_ports(numbers)})",
-            "probe a port the container serves, and declare it under ports[]",
+            f"{kind} probes port {int(value)}, which is not among the container's declared ports "
+            f"({_ports(numbers)}); the kubelet probes it anyway, so it works if something listens there",
+            f"declare containerPort {int(value)} under ports[] (documentation for people and tools), or check the "
+            "port number",
             container=c,
-            severity=Severity.WARNING,
+            severity=Severity.NOTE,
         )
+
+
+def _resolved(named: dict[str, int], port: Any) -> Any:
+    """A probe's port as a number where the container's port names tell it; else as written."""
+    if isinstance(port, str) and port in named:
+        return named[port]
+    if isinstance(port, str) and _DIGITS.fullmatch(port):
+        return int(port)
+    return port
 
 
 def _ports(numbers: set[int]) -> str:
@@ -467,6 +602,8 @@ def _ports(numbers: set[int]) -> str:
 
 def _probe_targets(c: Container, settings: Settings, emit: _Emit) -> None:
     """lameduck containers: probes must reach lameduck's probe listener, on lameduck's probe paths."""
+    if c.workload.mesh_rewrites_probes():
+        return  # kubectl get -o yaml of an Istio-injected pod: the probes point at the mesh agent on purpose
     named, _ = c.ports()
     probe_port = settings.probe_port if settings.probe_port is not None else settings.port
     wanted = {
@@ -576,8 +713,22 @@ def _shell_form(c: Container, emit: _Emit) -> None:
         simple = _single_command(run.script)
         if simple:
             fix = f"run it directly: command: {_yaml_list(run.last)}"
+            if isinstance(c.spec.get("args"), list) and c.spec["args"]:
+                fix += " and remove args (they would be appended to the new command)"
         else:
             fix += f" ({' '.join(_preview(run.last))} → exec {' '.join(_preview(run.last))})"
+    if run.shell == "bash" and _bash_execs_last(run.script):
+        # Measured with bash 5.2: `bash -c 'cd /tmp && sleep 3'` leaves sleep as the process; dash does not.
+        emit(
+            "shell-form",
+            path,
+            "PID 1 is bash: bash 5.1 and later exec a script's last simple command by themselves, older bash and "
+            "other shells do not, and any later edit of the script (a trap, a command after it) loses it",
+            fix,
+            container=c,
+            severity=Severity.WARNING,
+        )
+        return
     emit(
         "shell-form",
         path,
@@ -585,6 +736,19 @@ def _shell_form(c: Container, emit: _Emit) -> None:
         "period without draining",
         fix,
         container=c,
+    )
+
+
+def _bash_execs_last(script: str) -> bool:
+    """bash's own exec of the last command applies to a plain last command: not backgrounded, piped, in a
+    subshell or group, and with no trap set anywhere in the script."""
+    tail = script.rstrip().rsplit("\n", 1)[-1]
+    backgrounds = "&" in script.replace("&&", "").replace(">&", "").replace("&>", "")
+    return (
+        "trap" not in script
+        and not backgrounds  # `app & wait`: the last command is a builtin, bash stays PID 1
+        and not tail.endswith((")", "}", "done", "fi", "esac"))
+        and "|" not in tail
     )
 
 
