@@ -5,6 +5,7 @@
     python -m bench --only drain --only rss --output /tmp/b.md
     python -m bench --only rollout        # the rolling-deploy matrix against the peer servers (about 22 minutes)
     python -m bench --only jobs           # lameduck work vs procrastinate, pgqueuer, a bare SQL loop (PostgreSQL)
+    python -m bench --only k8s_check --only pid1   # k8s check vs a bare YAML parse; lameduck as PID 1 (unshare)
 
 The rollout benchmark needs the peer servers (hypercorn, gunicorn + uvicorn-worker, granian) and haproxy; the jobs
 benchmark needs PostgreSQL at 127.0.0.1:5432 (BENCH_PG_ADMIN_URL overrides it) and, in full mode, procrastinate and
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, drain, jobs, report, rollout, rss, sigterm_exit, throughput
+from bench import common, drain, jobs, k8s_check, pid1, report, rollout, rss, sigterm_exit, throughput
 from bench.common import Result
 
 #: name -> (function, full parameters, quick parameters)
@@ -93,6 +94,17 @@ BENCHMARKS: dict[str, tuple[Callable[..., Result], dict[str, Any], dict[str, Any
             "poll_interval": 1.0,
         },
     ),
+    # ~2,000 documents: the size of `helm template` for a big umbrella chart (about 2.4 MB).
+    k8s_check.NAME: (
+        k8s_check.run,
+        {"documents": 2000, "trials": 7, "cli_trials": 7},
+        {"documents": 200, "trials": 2, "cli_trials": 2},
+    ),
+    pid1.NAME: (
+        pid1.run,
+        {"trials": 12, "zombie_trials": 3, "orphans": 200},
+        {"trials": 2, "zombie_trials": 1, "orphans": 200},
+    ),
 }
 
 
@@ -101,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="lameduck serve vs bare uvicorn: throughput, SIGTERM exit, drain exactness, RSS; rolling "
         "deploys behind HAProxy against uvicorn, hypercorn, gunicorn + UvicornWorker and granian; and lameduck work's "
-        "PostgreSQL queue against procrastinate, pgqueuer and a bare SQL loop.",
+        "PostgreSQL queue against procrastinate, pgqueuer and a bare SQL loop; lameduck k8s check against a bare YAML "
+        "parse; lameduck serve as a PID namespace's PID 1 against --init off and a bare Python.",
     )
     parser.add_argument(
         "--only",

@@ -160,6 +160,8 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
             lines.append(f"- **WARNING: other processes used {r.foreign_cpus:.2f} CPUs during this benchmark**")
         if r.details.get("jobs"):
             lines += _jobs_lines(r)
+        elif r.details.get("rows"):
+            lines += _rows_lines(r)
         elif r.details.get("cells"):
             lines.append(
                 f"- lameduck: **{r.lameduck_cell}**, bare uvicorn: **{r.bare_cell}**; target {r.target}: "
@@ -171,7 +173,7 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
                 f"**{common.fmt(r.bare, 1)} {r.unit}**, ratio **{_ratio_cell(r)}**; target {r.target}: **{r.verdict}**"
             )
         for kind in (LAMEDUCK, BARE):
-            if kind in r.samples and not r.details.get("jobs"):
+            if kind in r.samples and not r.details.get("jobs") and not r.details.get("rows"):
                 lines.append(f"- samples, {common.LABELS[kind]} ({r.unit}): {_samples(r.samples[kind], r.unit)}")
         lines += [f"- {note}" for note in r.notes]
         if r.foreign_cpus is not None:
@@ -209,6 +211,15 @@ def markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str, m
         "`now()` and `time.time()` read the same clock (one machine). Stop-claiming and reclaim read claim times from "
         "an audit trigger the benchmark adds to its own table (`lease_expires_at - lease` of each claim). The "
         'PostgreSQL server\'s CPU is not counted as "other processes" for this benchmark.',
+        "- **k8s_check**: the input is generated from tests/k8s_corpus/manifests/ (fixed seed, whole copies, names "
+        "suffixed per copy); in-process figures are `time.perf_counter()` around one call after `gc.collect()`; CLI "
+        "figures are fork to `wait4` (interpreter start included) with the input file on stdin, and `ru_maxrss` "
+        "from that child's `wait4` rusage, both taken by a small `python -S` launcher that forks the command (a "
+        "child inherits the RSS high-water mark of the process that forks it).",
+        "- **pid1**: each run is `unshare --fork --pid --mount-proc --kill-child CMD` (a fresh PID namespace, as a "
+        "container without an init); the namespace's PID 1 is found from outside as unshare's child; VmRSS from its "
+        "`/proc/PID/status` 1 s after the service answered; SIGTERM goes from outside to that PID (as containerd "
+        "sends it), exit is unshare's `waitpid`; log lines are timestamped as they come out of the stderr pipe.",
         "- p90: linear interpolation between order statistics (`statistics.quantiles(n=10, method='inclusive')`).",
         "",
     ]
@@ -233,6 +244,36 @@ def summary(results: Sequence[Result]) -> str:
             f"{r.target:<28} {r.verdict}"
         )
     return "\n".join(out)
+
+
+# -- benchmarks with several measurements, each against its own baseline (k8s_check, pid1) ----------------------
+
+
+def _rows_lines(r: Result) -> list[str]:
+    """One table row per measurement: lameduck, its baseline (measured in the same run), ratio, target, verdict,
+    and the commands that produced both figures (``r.commands`` by label)."""
+
+    def verdict(passed: bool | None) -> str:
+        return "not judged" if passed is None else ("pass" if passed else "FAIL")
+
+    lines = [
+        f"- overall: lameduck **{r.lameduck_cell}**; {r.bare_cell}; target {r.target}: **{r.verdict}**",
+        "",
+        "| measurement | lameduck | baseline | ratio | target | verdict | commands |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r.details["rows"]:
+        ratio = row.get("ratio")
+        commands = "; ".join(
+            f"{label}: `{r.commands[label]}`" for label in row.get("commands", []) if label in r.commands
+        )
+        lines.append(
+            f"| {row['measure']} | {row['lameduck']} | {row['baseline']} | "
+            f"{'—' if ratio is None else f'{ratio:.2f}x'} | {row['target']} | {verdict(row.get('passed'))} | "
+            f"{commands or '—'} |"
+        )
+    lines.append("")
+    return lines
 
 
 # -- the rollout benchmark's matrix -----------------------------------------------------------------------------
