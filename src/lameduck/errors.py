@@ -89,5 +89,6 @@ class ManifestError(LameduckError):
         where = f"{source}:{line}:{column}" if line else source
         super().__init__(f"{where}: {message}")
         self.source = source
+        self.message = message
         self.line = line
         self.column = column

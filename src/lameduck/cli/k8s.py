@@ -162,9 +162,7 @@ def _render(args: argparse.Namespace, fail: Callable[[str], NoReturn]) -> int:
         fail(f"{'--app' if args.app else '--worker'}: must be MODULE:ATTR (got {target!r})")
     if args.worker is not None and args.port is not None:
         fail("--port: a worker has no app port (lameduck work serves only probes, on --probe-port)")
-    port = 8000 if args.port is None else args.port
-    if port == args.probe_port and args.app:
-        fail(f"--probe-port: must differ from --port (both {port})")
+    port = 8000 if args.port is None else args.port  # equal to --probe-port: the settings' own check says so
     options = RenderOptions(
         name=args.name,
         image=args.image,

@@ -93,30 +93,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if setting.name in budget_cli.SETTINGS:
             _add(budget, setting)
     budget_cli.add_arguments(budget)
-    k8s = sub.add_parser(
-        "k8s",
-        help="check Kubernetes manifests and Dockerfiles for shutdown problems; render consistent ones",
-        usage="lameduck k8s {check,render,rules} ...",
-        description=k8s_cli.DESCRIPTION,
+    # Tools with many flags of their own: only the one being run loads and declares them.
+    tools = (
+        (
+            "k8s",
+            k8s_cli,
+            "check Kubernetes manifests and Dockerfiles for shutdown problems; render consistent ones",
+            "lameduck k8s {check,render,rules} ...",
+        ),
+        (
+            "verify",
+            verify_cli,
+            "prove a service's graceful shutdown, scenario by scenario",
+            "lameduck verify [options] -- COMMAND ...",
+        ),
+        (
+            "rollout",
+            rollout_cli,
+            "a rolling deploy behind HAProxy, every failed request counted",
+            "lameduck rollout [options] -- COMMAND ...",
+        ),
     )
-    if command in (None, "k8s"):
-        k8s_cli.add_arguments(k8s)
-    verify = sub.add_parser(
-        "verify",
-        help="prove a service's graceful shutdown, scenario by scenario",
-        usage="lameduck verify [options] -- COMMAND ...",
-        description=verify_cli.DESCRIPTION,
-    )
-    if command in (None, "verify"):
-        verify_cli.add_arguments(verify)
-    rollout = sub.add_parser(
-        "rollout",
-        help="a rolling deploy behind HAProxy, every failed request counted",
-        usage="lameduck rollout [options] -- COMMAND ...",
-        description=rollout_cli.DESCRIPTION,
-    )
-    if command in (None, "rollout"):
-        rollout_cli.add_arguments(rollout)
+    for name, module, help_text, usage in tools:
+        tool = sub.add_parser(name, help=help_text, usage=usage, description=module.DESCRIPTION)
+        if command in (None, name):
+            module.add_arguments(tool)
     return parser
 
 

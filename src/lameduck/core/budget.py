@@ -26,9 +26,12 @@ MIN_DERIVED_DRAIN = 1.0
 MAX_CANCEL_WAIT = 1.0
 
 
-def _n(x: float) -> str:
-    """Seconds as a person writes them: 5, 2.5, 0.25."""
+def format_seconds(x: float) -> str:
+    """Seconds as a person writes them: 5, 2.5, 0.25 (every message about the budget uses it)."""
     return f"{x:g}"
+
+
+_n = format_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +120,16 @@ class Budget:
             (self.total, f"margin ({_n(self.margin)} s) for cancellation, log flush and exit"),
         ]
 
-    def arithmetic(self) -> str:
-        """The sum in one line: ``lame-duck 5 + drain 20 + cleanup 3 + margin 2 = 30 ≤ grace 30``."""
+    def sum(self) -> str:
+        """The parts and their total: ``lame-duck 5 + drain 20 + cleanup 3 + margin 2 = 30``."""
         return (
             f"lame-duck {_n(self.lame_duck)} + drain {_n(self.drain)} + cleanup {_n(self.cleanup)} "
-            f"+ margin {_n(self.margin)} = {_n(self.total)} ≤ grace {_n(self.grace)}"
+            f"+ margin {_n(self.margin)} = {_n(self.total)}"
         )
+
+    def arithmetic(self) -> str:
+        """The sum against the grace period: ``lame-duck 5 + drain 20 + cleanup 3 + margin 2 = 30 ≤ grace 30``."""
+        return f"{self.sum()} ≤ grace {_n(self.grace)}"
 
     def explain(self) -> str:
         """The timeline after SIGTERM, as the runtime will follow it (also printed by ``lameduck budget``)."""

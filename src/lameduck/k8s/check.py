@@ -33,9 +33,12 @@ class Report:
     files: list[str] = field(default_factory=list)
     objects: int = 0
     pod_templates: int = 0
-    dockerfiles: int = 0
     #: Inputs read as Dockerfiles (their findings have no document index).
     dockerfile_sources: set[str] = field(default_factory=set)
+
+    @property
+    def dockerfiles(self) -> int:
+        return len(self.dockerfile_sources)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)
@@ -72,7 +75,7 @@ def _parse(text: str, source: str, as_dockerfile: bool | None) -> tuple[str | No
     except ManifestError as exc:
         if "{{" in text and "helm" not in str(exc):
             hint = " (a Helm template? check the output of `helm template` instead)"
-            raise ManifestError(exc.source, str(exc).split(": ", 1)[-1] + hint, exc.line, exc.column) from None
+            raise ManifestError(exc.source, exc.message + hint, exc.line, exc.column) from None
         raise
 
 
@@ -92,7 +95,6 @@ def _check_parsed(
 ) -> None:
     report.files.append(source)
     if dockerfile_text is not None:
-        report.dockerfiles += 1
         report.dockerfile_sources.add(source)
         report.findings.extend(dockerfile.check_dockerfile(dockerfile_text, source))
         return
@@ -109,13 +111,9 @@ def _count_objects(data: object) -> int:
     return 1 if model.is_object(data) else 0
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Files in the order given; directories become their manifests and Dockerfiles, sorted, recursively."""
-    return [name for name, _ in _expand(inputs)]
-
-
 def _expand(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(file, the directory it was found in, or None when it was named itself)."""
+    """Files in the order given, directories opened (their manifests and Dockerfiles, sorted, recursively), each
+    with the directory it was found in, or None when it was named itself."""
     out: list[tuple[str, str | None]] = []
     for name in inputs:
         if name == STDIN:

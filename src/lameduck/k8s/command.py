@@ -374,3 +374,9 @@ def app_settings(argv: Sequence[str], env: Mapping[str, str | None]) -> AppSetti
 
 def _is_setting(key: str) -> bool:
     return key.startswith("LAMEDUCK_") and key[len("LAMEDUCK_") :].lower() in BY_NAME
+
+
+def preview(words: Sequence[str]) -> str:
+    """A command shown in a message: its first four words, shell-quoted, then an ellipsis."""
+    shown = [shlex.quote(w) for w in words[:4]]
+    return " ".join([*shown, "…"] if len(words) > 4 else shown)

@@ -34,7 +34,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lameduck.config import SETTINGS
-from lameduck.k8s.command import SHELLS, AppSettings, ShellRun, app_settings, find_lameduck, script_execs, shell_run
+from lameduck.k8s.command import (
+    SHELLS,
+    AppSettings,
+    ShellRun,
+    app_settings,
+    find_lameduck,
+    preview,
+    script_execs,
+    shell_run,
+)
 from lameduck.k8s.dockerfile_image import Command, Image, resolve_image
 from lameduck.k8s.dockerfile_syntax import Instruction, parse_dockerfile
 from lameduck.k8s.findings import RULES, Finding, Location, Severity
@@ -259,11 +268,6 @@ def _json_typo(script: str) -> _Typo | None:
     return _Typo(words, ", ".join(why) or "a tab or control character inside a string") if words else None
 
 
-def _preview(words: Sequence[str]) -> str:
-    shown = [shlex.quote(w) for w in words[:4]]
-    return " ".join([*shown, "…"] if len(words) > 4 else shown)
-
-
 def _exec_line(keyword: str, words: Sequence[str]) -> str:
     return f"{keyword} {json.dumps(list(words), ensure_ascii=False)}"
 
@@ -294,7 +298,7 @@ def _exec_fix(command: Command, run: ShellRun, ep: Command | None) -> str:
         shown = script.strip() if any(q in script for q in "'\"") else " ".join(script.split())
         return f"start it with exec (the shell then hands PID 1 to the service): {keyword} exec {shown}"
     if run.last:
-        return f"put exec in front of the last command ({_preview(run.last)} → exec {_preview(run.last)})"
+        return f"put exec in front of the last command ({preview(run.last)} → exec {preview(run.last)})"
     return "put exec in front of the last command"
 
 
@@ -393,7 +397,7 @@ def _script(image: Image, program: _Program, source: str, out: list[Finding]) ->
         runs = program.where.instruction
         fix = 'end it with exec "$@" (or exec the service)'
         if last:
-            fix = f"put exec in front of its last command ({_preview(last)} → exec {_preview(last)})"
+            fix = f"put exec in front of its last command ({preview(last)} → exec {preview(last)})"
         out.append(
             _finding(
                 "dockerfile-shell-form",
@@ -568,7 +572,7 @@ def _judge(image: Image, argv: Sequence[str], depth: int) -> _Runs:
     if "$" in program or "`" in program:
         return _Runs("unknown", f"{program} is decided when the container starts")
     if _PYTHON.match(base) or base.endswith(".py"):
-        return _Runs("unknown", f"{_preview(words[i:])} runs Python code that may start lameduck with lameduck.run()")
+        return _Runs("unknown", f"{preview(words[i:])} runs Python code that may start lameduck with lameduck.run()")
     if _is_script(program):
         return _Runs("unknown", f"the script {program} is not in this file")
     return _Runs("other", base)

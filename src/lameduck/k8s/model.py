@@ -11,10 +11,12 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lameduck.k8s.command import AppSettings, app_settings, expand, shell_run
 from lameduck.k8s.loader import Document, Path
+
+_T = TypeVar("_T")
 
 #: Where each kind keeps its PodSpec. Argo Rollouts' Rollout has a Deployment's shape.
 POD_SPEC: dict[str, Path] = {
@@ -68,8 +70,8 @@ class Context:
     usually has none).
     """
 
-    configmaps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    hpa_min_replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    configmaps: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+    hpa_min_replicas: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def add(self, data: Any) -> None:
         """Index ``data`` (one object, or a List of them) if it is a ConfigMap or an HPA."""
@@ -97,22 +99,19 @@ class Context:
                 self.hpa_min_replicas[(namespace, target_kind, target_name)] = int(low_n)
 
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:
-        found = self.configmaps.get((namespace, name))
-        if found is None:
-            matches = [data for (ns, n), data in self.configmaps.items() if n == name and (not ns or not namespace)]
-            found = matches[0] if len(matches) == 1 else None
-        return found
+        return _in_namespace(self.configmaps, namespace, name)
 
     def min_replicas(self, namespace: str, kind: str, name: str) -> int | None:
-        found = self.hpa_min_replicas.get((namespace, kind, name))
-        if found is None:
-            matches = [
-                v
-                for (ns, k, n), v in self.hpa_min_replicas.items()
-                if (k, n) == (kind, name) and (not ns or not namespace)
-            ]
-            found = matches[0] if len(matches) == 1 else None
-        return found
+        return _in_namespace(self.hpa_min_replicas, namespace, kind, name)
+
+
+def _in_namespace(table: Mapping[tuple[str, ...], _T], namespace: str, *key: str) -> _T | None:
+    """``table[(namespace, *key)]``; else the one entry for ``key`` where either side has no namespace."""
+    found = table.get((namespace, *key))
+    if found is None:
+        matches = [v for (ns, *rest), v in table.items() if tuple(rest) == key and (not ns or not namespace)]
+        found = matches[0] if len(matches) == 1 else None
+    return found
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from lameduck.config import Settings
+from lameduck.core.budget import format_seconds as _n
 from lameduck.errors import ConfigError
 
 _IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "in-cluster"}
@@ -36,10 +37,6 @@ class RenderOptions:
     cleanup_timeout: float | None = None
     prestop_sleep: int = 0
     service_port: int = 80
-
-
-def _n(x: float) -> str:
-    return f"{x:g}"
 
 
 def settings_for(opts: RenderOptions) -> Settings:

@@ -22,9 +22,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def summary(report: Report) -> str:
-    counts = ", ".join(
-        _plural(report.count(s), {"error": "error", "warning": "warning", "note": "note"}[s.value]) for s in Severity
-    )
+    counts = ", ".join(_plural(report.count(s), s.value) for s in Severity)
     what = []
     if report.dockerfiles < len(report.files):  # some inputs were manifests
         what += [_plural(report.objects, "object"), _plural(report.pod_templates, "pod template")]

@@ -12,14 +12,14 @@ import json
 import math
 import posixpath
 import re
-import shlex
 from dataclasses import replace
 from typing import Any
 
 from lameduck.config import Settings
 from lameduck.core.budget import KUBERNETES_LAME_DUCK, MIN_DERIVED_DRAIN, Budget
+from lameduck.core.budget import format_seconds as _n
 from lameduck.errors import ConfigError
-from lameduck.k8s.command import shell_run
+from lameduck.k8s.command import preview, shell_run
 from lameduck.k8s.findings import RULES, Finding, Location, Severity
 from lameduck.k8s.loader import Document, Path, format_path
 from lameduck.k8s.model import (
@@ -51,10 +51,6 @@ _DIGITS = re.compile(r"[0-9]+")
 
 #: Messages quote values from the manifest (paths, hosts, images); a finding stays one line whatever they contain.
 _ONE_LINE = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)}
-
-
-def _n(x: float) -> str:
-    return f"{x:g}"
 
 
 class _Emit:
@@ -238,10 +234,7 @@ def _error_path(c: Container, error: ConfigError) -> Path:
 
 
 def _budget_words(b: Budget) -> str:
-    return (
-        f"lame-duck {_n(b.lame_duck)} + drain {_n(b.drain)} + cleanup {_n(b.cleanup)} + margin {_n(b.margin)} "
-        f"= {_n(b.total)} s"
-    )
+    return f"{b.sum()} s"
 
 
 def _grace(c: Container, settings: Settings, emit: _Emit, assumption: str, *, assumed: bool = False) -> None:
@@ -335,13 +328,15 @@ def _endpoint_wait(c: Container, settings: Settings, emit: _Emit) -> None:
     )
 
 
+def _needs_tool(pre: PreStop) -> bool:
+    """An exec hook that runs through a shell or the ``sleep`` binary: things slim images leave out."""
+    return pre.kind == "exec" and bool(pre.command) and (pre.shell or posixpath.basename(pre.command[0]) == "sleep")
+
+
 def _hook_fails(c: Container, pre: PreStop) -> bool:
     """An exec preStop hook that needs a shell or ``sleep`` on an image that has neither fails at once: the
     kubelet logs it and sends SIGTERM, so its sleep never happens (``prestop-shell`` reports it)."""
-    if pre.kind != "exec" or not pre.command:
-        return False
-    needs_tool = pre.shell or posixpath.basename(pre.command[0]) == "sleep"
-    return needs_tool and _looks_shell_less(c.image)
+    return _needs_tool(pre) and _looks_shell_less(c.image)
 
 
 def _fits(settings: Settings, grace: float, lame_duck: float) -> bool:
@@ -716,7 +711,7 @@ def _shell_form(c: Container, emit: _Emit) -> None:
             if isinstance(c.spec.get("args"), list) and c.spec["args"]:
                 fix += " and remove args (they would be appended to the new command)"
         else:
-            fix += f" ({' '.join(_preview(run.last))} → exec {' '.join(_preview(run.last))})"
+            fix += f" ({preview(run.last)} → exec {preview(run.last)})"
     if run.shell == "bash" and _bash_execs_last(run.script):
         # Measured with bash 5.2: `bash -c 'cd /tmp && sleep 3'` leaves sleep as the process; dash does not.
         emit(
@@ -756,11 +751,6 @@ def _single_command(script: str) -> bool:
     return not any(ch in script for ch in ";&|\n$`()<>")
 
 
-def _preview(words: tuple[str, ...]) -> list[str]:
-    shown = [shlex.quote(w) for w in words[:4]]
-    return [*shown, "…"] if len(words) > 4 else shown
-
-
 def _yaml_list(words: tuple[str, ...]) -> str:
     return "[" + ", ".join(json.dumps(w, ensure_ascii=False) for w in words) + "]"  # JSON strings are YAML
 
@@ -781,11 +771,9 @@ def _pre_stop_shell(c: Container, emit: _Emit) -> None:
     if hook is None:
         return
     pre: PreStop = read_pre_stop(hook)
-    if pre.kind != "exec" or not pre.command:
-        return
+    if not _needs_tool(pre):
+        return  # not an exec hook, or the app's own program: the image has it
     program = posixpath.basename(pre.command[0])
-    if not pre.shell and program != "sleep":
-        return  # the app's own program: the image has it
     run = shell_run(pre.command) if pre.shell else None
     script = run.script if run is not None and run.script is not None else ""
     only_sleeps = not pre.shell or bool(_ONLY_SLEEPS.fullmatch(script))
